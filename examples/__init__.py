@@ -1,0 +1,1 @@
+"""Runnable ZeroMQ and pipe examples: `python -m examples.run examples/<name>.yaml`."""
