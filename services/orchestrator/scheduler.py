@@ -1,0 +1,410 @@
+"""Jobs: admission, queueing, least-loaded dispatch, re-dispatch, stale-attempt drops, cancellation, reset."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import secrets
+import time
+
+from services.protocol import CANCEL, REQUEST
+from .jobs import Job
+
+log = logging.getLogger("orchestrator.scheduler")
+
+_BUCKET = {"queued": 1, "dispatched": 2, "running": 2}
+KNOWN_OUTCOMES = frozenset({"completed", "cancelled", "timeout", "worker_lost", "worker_error", "rejected",
+                            "reset", "shutting_down", "no_capacity"})
+# Losses that do not say the job reached a worker which then failed: our own registration churn (a hive
+# dropped as silent or unreachable, a re-registration replacing the one the job was sent under) or a hive
+# that no longer had the worker.  They re-dispatch without using up an attempt (bounded separately).
+UNCHARGED_LOSSES = frozenset({"hive_lost", "hive_left", "reregistered", "not_in_registration",
+                              "worker_lost_at_hive"})
+UNCHARGED_FACTOR = 3  # uncharged re-dispatches allowed per max_attempts
+
+
+class AdmissionError(Exception):
+    """A job that cannot be accepted: HTTP status, error code and message (+ headers)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+class Scheduler:
+    """Owns every job; the cluster calls on_partial/on_final/on_job_error/worker_lost/worker_available."""
+
+    def __init__(self, settings, metrics, events, registry, cluster):
+        self.settings = settings
+        self.metrics = metrics
+        self.events = events
+        self.registry = registry
+        self.cluster = cluster
+        self.jobs: dict[str, Job] = {}
+        self.finished: collections.deque[str] = collections.deque()
+        self.queues: dict[str, collections.deque[Job]] = {}
+        self.idem: dict[tuple[str, str], tuple[str, str]] = {}
+        self.active = 0          # accepted and not terminal (admission bound)
+        self.n_queued = 0
+        self.inflight = 0
+        self.admitting = True
+        self.rr = 0
+        self._prefix = secrets.token_hex(4)
+        self._counter = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- admission --------------------------------------------------------------------------------
+    def new_id(self, kind: str) -> str:
+        self._counter += 1
+        return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{self._prefix}{self._counter:010x}{secrets.token_hex(3)}"
+
+    def admit(self, tenant: str, model: str, prompt: str, max_tokens: int, seed: int, stream: bool,
+              trace_id: str, kind: str, timeout_s: float) -> Job:
+        """Accept a job (or raise AdmissionError) and dispatch it at once when a worker has a free slot."""
+        if not self.admitting:
+            raise AdmissionError(503, "shutting_down", "the orchestrator is shutting down; not accepting jobs",
+                                 {"retry-after": "1"})
+        if not self.cluster.model_known(model):
+            raise AdmissionError(404, "model_not_found", f"The model '{model}' does not exist")
+        if self.active >= self.settings.queue_max:
+            self.metrics.job_finished("throttled")
+            raise AdmissionError(429, "queue_full", f"too many jobs queued or running ({self.active}); retry later",
+                                 {"retry-after": "1"})
+        loop = self.loop or asyncio.get_running_loop()
+        job = Job(self.new_id(kind), tenant, model, prompt, max_tokens, seed, stream, trace_id, kind,
+                  timeout_s, loop)
+        self.jobs[job.id] = job
+        self.active += 1
+        job.timer = loop.call_later(timeout_s, self._deadline, job)
+        self.events.publish("job.accepted", job_id=job.id, trace_id=trace_id, model=model, tenant=tenant)
+        self.registry.put("jobs", job.id, job.row())
+        worker = self.pick_worker(model, None)
+        if worker is not None:
+            self.dispatch(job, worker)
+        else:
+            self._enqueue(job, front=False)
+        return job
+
+    # ---- state bookkeeping ------------------------------------------------------------------------
+    def _move(self, job: Job, state: str, **extra) -> None:
+        prev = _BUCKET.get(job.state, 0)
+        new = _BUCKET.get(state, 0)
+        if prev != new:
+            if prev == 1:
+                self.n_queued -= 1
+            elif prev == 2:
+                self.inflight -= 1
+            if new == 1:
+                self.n_queued += 1
+            elif new == 2:
+                self.inflight += 1
+        job.transition(state, **extra)
+
+    def _enqueue(self, job: Job, front: bool, **extra) -> None:
+        self._move(job, "queued", **extra)
+        queue = self.queues.get(job.model)
+        if queue is None:
+            queue = self.queues[job.model] = collections.deque()
+        if front:
+            queue.appendleft(job)
+        else:
+            queue.append(job)
+
+    # ---- dispatch ---------------------------------------------------------------------------------
+    def pick_worker(self, model: str, excluded: set[str] | None):
+        """Least-loaded ready worker serving `model` (most free slots); ties rotate round-robin."""
+        candidates = self.cluster.by_model.get(model)
+        if not candidates:
+            return None
+        n = len(candidates)
+        start = self.rr % n
+        self.rr += 1
+        best, best_free = None, 0
+        for i in range(n):
+            worker = candidates[(start + i) % n]
+            free = worker.free
+            if free > best_free and (excluded is None or worker.id not in excluded):
+                best, best_free = worker, free
+        return best
+
+    def dispatch(self, job: Job, worker) -> None:
+        """Send the job's next attempt to `worker` (a send failure is handled as the hive's loss)."""
+        job.attempt += 1
+        job.worker_id, job.hive_id = worker.id, worker.hive_id
+        job.workers.append(worker.id)
+        job.next_seq = 0
+        job.parts = []
+        worker.running[job.id] = job.attempt
+        self._move(job, "dispatched", worker_id=worker.id, attempt=job.attempt)
+        remaining = max(0.001, job.deadline - (time.monotonic() - job.t0))
+        body = {"job_id": job.id, "trace_id": job.trace_id, "worker_id": worker.id, "model": job.model,
+                "prompt": job.prompt, "max_tokens": job.max_tokens, "seed": job.seed, "attempt": job.attempt,
+                "stream": job.stream, "deadline_s": round(remaining, 3)}
+        self.events.publish("job.dispatched", job_id=job.id, trace_id=job.trace_id, worker_id=worker.id,
+                            hive_id=worker.hive_id, attempt=job.attempt)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job dispatched", extra={"event": "job.dispatched", "job_id": job.id,
+                                               "trace_id": job.trace_id, "worker_id": worker.id})
+        if not self.cluster.send_to_hive(worker.hive_id, REQUEST, body):
+            self.cluster.hive_unreachable(worker.hive_id)
+
+    def worker_available(self, worker) -> None:
+        """A worker gained a free slot or became ready: hand it queued jobs of its models."""
+        if not self.n_queued:
+            return
+        for model in worker.models:
+            queue = self.queues.get(model)
+            skipped = []
+            while queue and worker.state == "ready" and worker.free > 0:
+                job = queue.popleft()
+                if job.state != "queued":
+                    continue
+                target = worker if not job.excluded or worker.id not in job.excluded else \
+                    self.pick_worker(model, job.excluded)
+                if target is None:
+                    skipped.append(job)
+                    continue
+                self.dispatch(job, target)
+            if skipped:
+                queue.extendleft(reversed(skipped))
+
+    # ---- frames from workers (via the cluster) ----------------------------------------------------
+    def _current(self, body: dict, hive) -> Job | None:
+        job = self.jobs.get(body["job_id"])
+        if job is None or job.terminal or body["attempt"] != job.attempt or job.state not in _RUNNING:
+            self.metrics.dropped("stale_attempt")
+            return None
+        return job
+
+    def on_partial(self, body: dict, hive) -> None:
+        job = self._current(body, hive)
+        if job is None:
+            return
+        if body["seq"] != job.next_seq:
+            self.metrics.dropped("bad_seq")
+            return
+        job.next_seq += 1
+        text = body["text"]
+        job.parts.append(text)
+        if job.next_seq == 1:
+            self._first_token(job)
+        if job.stream:
+            job.delivered = True
+            job.sink.push(("token", text))
+
+    def _first_token(self, job: Job) -> None:
+        self._move(job, "running", worker_id=job.worker_id)
+        self.metrics.ttft.observe(time.monotonic() - job.t0)
+        self.events.publish("job.first_token", job_id=job.id, trace_id=job.trace_id, worker_id=job.worker_id,
+                            hive_id=job.hive_id)
+
+    def on_final(self, body: dict, hive) -> None:
+        job = self._current(body, hive)
+        if job is None:
+            self.release(body["job_id"], body["attempt"], hive)
+            return
+        worker = self._release_current(job)
+        extra = body.get("text")
+        if isinstance(extra, str) and extra:
+            job.parts.append(extra)
+            if job.stream:
+                job.delivered = True
+                job.sink.push(("token", extra))
+        if job.state == "dispatched":
+            self._first_token(job)
+        tokens = body["tokens"]
+        job.completion_tokens = tokens if tokens >= 0 else 0
+        reason = body.get("finish_reason")
+        job.finish_reason = reason if isinstance(reason, str) and reason else "length"
+        self.finish(job, "completed")
+        if worker is not None:
+            self.worker_available(worker)
+
+    def on_job_error(self, body: dict, hive) -> None:
+        code, message = body["code"], body["message"]
+        job = self.jobs.get(body["job_id"])
+        attempt = body.get("attempt")
+        if job is None or job.terminal or (isinstance(attempt, int) and attempt != job.attempt) \
+                or job.state not in _RUNNING:
+            if not (job is not None and job.terminal and code == "cancelled"):
+                self.metrics.dropped("stale_attempt")
+            if isinstance(attempt, int):
+                self.release(body["job_id"], attempt, hive)
+            return
+        worker = self._release_current(job)
+        if code == "rejected" and body.get("reason") == "no_free_slot":
+            free = body.get("free_slots")
+            if worker is not None:  # the worker is fuller than we thought: wait for it to report a free slot
+                worker.reported_free(free if isinstance(free, int) and not isinstance(free, bool) else 0)
+            self._wait_for_slot(job)
+        elif code in ("rejected", "shutting_down"):
+            if job.excluded is None:
+                job.excluded = set()
+            job.excluded.add(job.worker_id)
+            self._retry_elsewhere(job, code, message)
+        elif code in ("cancelled", "worker_lost"):  # the worker stopped or vanished: same as a loss
+            if job.excluded is None:
+                job.excluded = set()
+            job.excluded.add(job.worker_id)
+            self._lost(job, "cancelled_by_worker" if code == "cancelled" else "worker_lost_at_hive")
+        else:
+            self.finish(job, "failed", code if code in KNOWN_OUTCOMES else "worker_error",
+                        f"worker {job.worker_id}: {message}")
+        if worker is not None:
+            self.worker_available(worker)
+
+    def _wait_for_slot(self, job: Job) -> None:
+        """A worker had no free slot after all: queue the job again (front) without using up an attempt.
+
+        The worker is not excluded: it gets the job back once it reports a free slot, unless another
+        worker has one first.  The job's deadline still applies.
+        """
+        self.metrics.slot_waits.inc()
+        target = self.pick_worker(job.model, job.excluded)
+        if target is not None:
+            self._move(job, "queued", reason="no_free_slot", worker_id=job.worker_id)
+            self.dispatch(job, target)
+        else:
+            self._enqueue(job, front=True, reason="no_free_slot", worker_id=job.worker_id)
+
+    def _retry_elsewhere(self, job: Job, code: str, message: str) -> None:
+        job.charged += 1
+        if job.delivered or job.charged >= self.settings.max_attempts or \
+                not self.cluster.has_other_worker(job.model, job.excluded):
+            self.finish(job, "failed", "rejected", f"every worker refused the job (last: {message})")
+            return
+        target = self.pick_worker(job.model, job.excluded)
+        if target is not None:
+            self._move(job, "queued", reason=code, worker_id=job.worker_id)
+            self.dispatch(job, target)
+        else:
+            self._enqueue(job, front=True, reason=code, worker_id=job.worker_id)
+
+    def _release_current(self, job: Job):
+        worker = self.cluster.workers.get(job.worker_id)
+        if worker is not None and worker.running.get(job.id) == job.attempt:
+            del worker.running[job.id]
+            return worker
+        return None
+
+    def release(self, job_id: str, attempt: int, hive) -> None:
+        """Free the slot a finished/stale attempt held on one of `hive`'s workers."""
+        if hive is None:
+            return
+        for worker_id in hive.workers:
+            worker = self.cluster.workers.get(worker_id)
+            if worker is not None and worker.running.get(job_id) == attempt:
+                del worker.running[job_id]
+                self.worker_available(worker)
+                return
+
+    # ---- losses -----------------------------------------------------------------------------------
+    def worker_lost(self, worker, reason: str) -> None:
+        """Every job on a lost worker: re-dispatch when nothing was delivered, else fail worker_lost."""
+        running, worker.running = worker.running, {}
+        for job_id, attempt in running.items():
+            job = self.jobs.get(job_id)
+            if job is not None and not job.terminal and job.attempt == attempt and job.state in _RUNNING:
+                self._lost(job, reason)
+
+    def _lost(self, job: Job, reason: str) -> None:
+        if reason in UNCHARGED_LOSSES:
+            job.uncharged += 1
+        else:
+            job.charged += 1
+        if job.delivered:
+            self.finish(job, "failed", "worker_lost",
+                        f"worker {job.worker_id} was lost ({reason}) after tokens were streamed")
+        elif job.charged >= self.settings.max_attempts:
+            self.finish(job, "failed", "worker_lost",
+                        f"worker {job.worker_id} was lost ({reason}); {job.charged} attempts exhausted")
+        elif job.uncharged > self.settings.max_attempts * UNCHARGED_FACTOR:
+            self.finish(job, "failed", "worker_lost",
+                        f"worker {job.worker_id} was lost ({reason}); re-dispatched {job.attempt} times")
+        else:
+            self.metrics.redispatches.inc()
+            self.events.publish("job.redispatched", job_id=job.id, trace_id=job.trace_id, worker_id=job.worker_id,
+                                hive_id=job.hive_id, reason=reason, attempt=job.attempt + 1)
+            target = self.pick_worker(job.model, job.excluded)
+            if target is not None:
+                self._move(job, "queued", reason=reason, worker_id=job.worker_id)
+                self.dispatch(job, target)
+            else:
+                self._enqueue(job, front=True, reason=reason, worker_id=job.worker_id)
+
+    # ---- ending jobs ------------------------------------------------------------------------------
+    def cancel(self, job: Job, state: str, code: str, message: str) -> None:
+        """End a job for the client now; a running attempt gets CANCEL (its slot frees on confirmation)."""
+        if job.terminal:
+            return
+        if job.state in _RUNNING:
+            worker = self.cluster.workers.get(job.worker_id)
+            self.cluster.send_to_hive(job.hive_id, CANCEL, {"job_id": job.id, "attempt": job.attempt,
+                                                            "worker_id": job.worker_id, "reason": code})
+            if worker is not None and self.loop is not None:
+                self.loop.call_later(self.settings.expiry_s * 2 + 1.0, self._force_release, worker, job.id,
+                                     job.attempt)
+        self.finish(job, state, code, message)
+
+    def _force_release(self, worker, job_id: str, attempt: int) -> None:
+        if worker.running.get(job_id) == attempt:
+            del worker.running[job_id]
+            self.metrics.dropped("cancel_unconfirmed")
+            self.worker_available(worker)
+
+    def _deadline(self, job: Job) -> None:
+        job.timer = None
+        self.cancel(job, "failed", "timeout", f"job {job.id} exceeded its deadline of {job.deadline:g} s")
+
+    def finish(self, job: Job, state: str, code: str | None = None, message: str | None = None) -> None:
+        """Make the job terminal, wake its waiters, count, publish and persist it."""
+        if job.terminal:
+            return
+        if code is None:
+            self._move(job, state)
+        else:
+            self._move(job, state, reason=code)
+        job.error, job.error_message = code, message
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        self.active -= 1
+        self.metrics.job_finished("completed" if state == "completed" else (code or state))
+        self.metrics.job_latency.observe(time.monotonic() - job.t0)
+        topic = "job.completed" if state == "completed" else ("job.cancelled" if state == "cancelled" else "job.failed")
+        self.events.publish(topic, job_id=job.id, trace_id=job.trace_id, worker_id=job.worker_id, hive_id=job.hive_id,
+                            reason=code, attempts=job.attempt)
+        if code is not None and log.isEnabledFor(logging.DEBUG):
+            log.debug("job ended", extra={"event": topic, "job_id": job.id, "trace_id": job.trace_id,
+                                          "reason": code})
+        self.registry.put("jobs", job.id, job.row())
+        if job.sink is not None:
+            job.sink.push(("end", None))
+        if not job.done.done():
+            job.done.set_result(None)
+        self.finished.append(job.id)
+        if len(self.finished) > self.settings.finished_jobs_max:
+            old = self.jobs.pop(self.finished.popleft(), None)
+            if old is not None and old.idem is not None:
+                self.idem.pop(old.idem, None)
+
+    def fail_all(self, code: str, message: str) -> int:
+        """Fail every queued or running job (reset, shutdown); return how many."""
+        victims = [job for job in self.jobs.values() if not job.terminal]
+        for job in victims:
+            self.cancel(job, "failed", code, message)
+        for queue in self.queues.values():
+            queue.clear()
+        return len(victims)
+
+    def reset(self) -> int:
+        """Admin reset: fail live jobs with `reset`, forget finished jobs and idempotency keys."""
+        count = self.fail_all("reset", "job cancelled by an administrative reset")
+        self.jobs.clear()
+        self.finished.clear()
+        self.idem.clear()
+        self.registry.forget_jobs()
+        return count
+
+
+_RUNNING = frozenset({"dispatched", "running"})

@@ -1,0 +1,452 @@
+"""Local launcher: orchestrator + hives + mock workers as processes on 127.0.0.1 with free ports.
+
+    python -m services.stack [--hives 2] [--workers-per-hive 2] [--json] [--workdir DIR] [--keep]
+
+Starts the stack, waits until the orchestrator's /ready is 200 and /v1/workers lists every worker as
+ready, prints the API URL and a key, and stops everything on Ctrl-C / SIGTERM (SIGTERM to each service,
+then SIGKILL to its process group after a grace period, so engine subprocesses die too).
+
+Also a library for tests/ and bench/ (the harness has its own launcher, harness/local.py):
+
+    with LocalStack(hives=2, workers_per_hive=2) as stack:
+        stack.api_url, stack.key, stack.events_url, stack.pid("worker-a1")
+        stack.kill("worker-a1"); stack.pause("hive-b"); stack.resume("hive-b"); stack.restart("worker-a1")
+        with stack.events() as tap: tap.wait_for("worker.lost", worker_id="worker-a1")
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES = {"orchestrator": "services.orchestrator", "hive": "services.worker_manager",
+           "worker": "services.mock_worker"}
+DEFAULT_KEYS = {"tenant-a": "key-a", "tenant-b": "key-b", "tenant-c": "key-c", "admin": "key-admin"}
+
+
+class StackError(RuntimeError):
+    """The stack did not come up (the message names what is missing and quotes the logs)."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (bind port 0, read it, release it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kind_of(name: str) -> str:
+    return "orchestrator" if name == "orchestrator" else name.split("-")[0]
+
+
+def http_get(url_base: str, path: str, key: str | None = None, timeout: float = 2.0) -> tuple[int, Any]:
+    """GET a path on 127.0.0.1; returns (status, decoded JSON or text)."""
+    host, port = url_base.split("//", 1)[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, raw.decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+class EventTap:
+    """Subscribes to the orchestrator's PUB socket in a thread; records (monotonic receive time, event)."""
+
+    def __init__(self, url: str, topics: tuple[str, ...] = ("",)):
+        import zmq
+        from services.protocol import decode_event
+        self._decode = decode_event
+        self._ctx = zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.RCVHWM, 0)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        for topic in topics:
+            self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._sock.connect(url)
+        self.events: list[tuple[float, dict]] = []
+        self.errors: list[str] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="event-tap")
+        self._thread.start()
+
+    def _run(self) -> None:
+        import zmq
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(50):
+                continue
+            while True:
+                try:
+                    frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                t = time.monotonic()
+                try:
+                    event = self._decode(frames)
+                except Exception as exc:  # record, never die
+                    self.errors.append(repr(exc))
+                    continue
+                with self._cond:
+                    self.events.append((t, event))
+                    self._cond.notify_all()
+        self._sock.close(0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def __enter__(self) -> "EventTap":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @staticmethod
+    def _match(event: dict, topic: str, fields: dict) -> bool:
+        return event.get("topic") == topic and all(event.get(k) == v for k, v in fields.items())
+
+    def find(self, topic: str, after: float = 0.0, **fields) -> tuple[float, dict] | None:
+        """First recorded (t, event) with this topic and fields received at or after monotonic `after`."""
+        with self._cond:
+            for t, event in self.events:
+                if t >= after and self._match(event, topic, fields):
+                    return t, event
+        return None
+
+    def wait_for(self, topic: str, timeout: float = 5.0, after: float = 0.0, **fields) -> tuple[float, dict] | None:
+        """Block until a matching event arrives (or is already recorded); None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            index = 0
+            while True:
+                for t, event in self.events[index:]:
+                    if t >= after and self._match(event, topic, fields):
+                        return t, event
+                index = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
+
+class LocalStack:
+    """Orchestrator + `hives` hives + `workers_per_hive` workers each, as local processes (own process groups)."""
+
+    def __init__(self, hives: int = 2, workers_per_hive: int = 2, workdir: str | Path | None = None,
+                 env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None,
+                 orchestrator_env: dict[str, str] | None = None, hive_env: dict[str, str] | None = None,
+                 keys: dict[str, str] | None = None, keep: bool = False, python: str = sys.executable,
+                 prefix: dict[str, list[str]] | None = None):
+        if not 1 <= hives <= 26 or workers_per_hive < 1:
+            raise ValueError("hives must be 1..26 and workers_per_hive >= 1")
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="apiary-stack-"))
+        self.keep = keep
+        self.python = python
+        self.prefix = dict(prefix or {})  # kind -> interpreter args before "-m module" (e.g. a profiler)
+        self.keys = dict(keys or DEFAULT_KEYS)
+        self.extra = {"all": dict(env or {}), "orchestrator": dict(orchestrator_env or {}),
+                      "hive": dict(hive_env or {}), "worker": dict(worker_env or {})}
+        letters = string.ascii_lowercase[:hives]
+        self.hive_ids = [f"hive-{c}" for c in letters]
+        self.worker_ids = [f"worker-{c}{i}" for c in letters for i in range(1, workers_per_hive + 1)]
+        self.names = ["orchestrator", *self.hive_ids, *self.worker_ids]
+        self.ports: dict[str, dict[str, int]] = {n: {"http": free_port()} for n in self.names}
+        self.ports["orchestrator"].update(router=free_port(), events=free_port())
+        for hive in self.hive_ids:
+            self.ports[hive]["router"] = free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.paused: set[str] = set()
+        self.started = False
+
+    # ---- addresses ------------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['orchestrator']['http']}"
+
+    @property
+    def events_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.ports['orchestrator']['events']}"
+
+    @property
+    def router_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.ports['orchestrator']['router']}"
+
+    @property
+    def key(self) -> str:
+        """A tenant key (the first non-admin tenant)."""
+        return next((k for t, k in self.keys.items() if t != "admin"), next(iter(self.keys.values())))
+
+    @property
+    def admin_key(self) -> str:
+        return self.keys.get("admin", self.key)
+
+    def http_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]['http']}"
+
+    def hive_of(self, worker: str) -> str:
+        return "hive-" + worker.split("-", 1)[1][0]
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    # ---- processes ------------------------------------------------------------------------------
+    def env_for(self, name: str) -> dict[str, str]:
+        kind, ports = kind_of(name), self.ports[name]
+        env = dict(os.environ, PYTHONUNBUFFERED="1", APIARY_HTTP_HOST="127.0.0.1", APIARY_HTTP_PORT=str(ports["http"]),
+                   APIARY_SHUTDOWN_GRACE_S=os.environ.get("APIARY_SHUTDOWN_GRACE_S", "2"))
+        env.update(self.extra["all"])
+        if kind == "orchestrator":
+            env.update(APIARY_ROUTER_BIND=self.router_url, APIARY_EVENTS_BIND=self.events_url,
+                       APIARY_DB_PATH=str(self.workdir / "data" / "registry.db"),
+                       APIARY_API_KEYS=",".join(f"{t}:{k}" for t, k in self.keys.items()))
+        elif kind == "hive":
+            env.update(APIARY_HIVE_ID=name, APIARY_ORCHESTRATOR_ADDR=self.router_url,
+                       APIARY_WORKER_BIND=f"tcp://127.0.0.1:{ports['router']}",
+                       APIARY_MODEL_CACHE=str(self.workdir / "data" / "models" / name))
+        else:
+            hive = self.hive_of(name)
+            env.update(APIARY_WORKER_ID=name, APIARY_HIVE_ADDR=f"tcp://127.0.0.1:{self.ports[hive]['router']}")
+        env.update(self.extra[kind])
+        return env
+
+    def spawn(self, name: str) -> subprocess.Popen:
+        """Start one service in its own session (process group); output appended to logs/<name>.log."""
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "data" / "models").mkdir(parents=True, exist_ok=True)
+        with open(self.log_path(name), "ab") as log:
+            kind = kind_of(name)
+            argv = [self.python, *self.prefix.get(kind, []), "-m", MODULES[kind]]
+            proc = subprocess.Popen(argv, cwd=ROOT, env=self.env_for(name), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        self.paused.discard(name)
+        return proc
+
+    def start(self, timeout: float = 30.0) -> "LocalStack":
+        """Spawn everything and wait until ready; on failure stop what started and raise StackError."""
+        self.started = True
+        try:
+            for name in self.names:
+                self.spawn(name)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def workers_view(self) -> dict:
+        status, body = http_get(self.api_url, "/v1/workers", self.admin_key)
+        return body if status == 200 and isinstance(body, dict) else {}
+
+    def not_ready(self, workers: list[str] | None = None) -> list[str]:
+        """What is still missing: dead processes, orchestrator not ready, workers not ready."""
+        wanted = workers or self.worker_ids
+        needed = {"orchestrator", *wanted, *(self.hive_of(w) for w in wanted)}
+        dead = [n for n, p in self.procs.items() if n in needed and p.poll() is not None]
+        if dead:
+            raise StackError(self.diagnose(f"exited: {', '.join(dead)}", dead))
+        try:
+            status, _ = http_get(self.api_url, "/ready", timeout=1)
+            if status != 200:
+                return ["orchestrator /ready"]
+            states = {w.get("id"): w.get("state") for w in self.workers_view().get("workers", [])}
+        except (OSError, http.client.HTTPException):
+            return ["orchestrator"]
+        return [w for w in wanted if states.get(w) != "ready"]
+
+    def wait_ready(self, timeout: float = 30.0, workers: list[str] | None = None) -> float:
+        """Until /ready is 200 and every (listed) worker is ready in /v1/workers; returns seconds waited."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        missing: list[str] = []
+        while time.monotonic() < deadline:
+            missing = self.not_ready(workers)
+            if not missing:
+                return time.monotonic() - t0
+            time.sleep(0.05)
+        raise StackError(self.diagnose(f"not ready within {timeout:.0f}s: {', '.join(missing)}", self.names))
+
+    def diagnose(self, headline: str, names: list[str], lines: int = 8) -> str:
+        out = [headline]
+        for name in names:
+            proc = self.procs.get(name)
+            rc = None if proc is None else proc.poll()
+            out.append(f"--- {name} (pid {proc.pid if proc else '-'}, exit {rc}) {self.log_path(name)}")
+            try:
+                out += ["    " + ln for ln in self.log_path(name).read_text("utf-8", "replace").splitlines()[-lines:]]
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def _signal_group(self, proc: subprocess.Popen, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    def stop(self, grace: float = 5.0) -> list[str]:
+        """SIGCONT paused ones, SIGTERM every service, SIGKILL its process group after `grace`; returns names killed."""
+        for name in list(self.paused):
+            self._signal_group(self.procs[name], signal.SIGCONT)
+        self.paused.clear()
+        for proc in self.procs.values():
+            if proc.poll() is None:  # the service itself drains and stops its engine; the group is killed below
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        killed = []
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(max(0.01, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                killed.append(name)
+            # the group may still hold children (engine subprocess) even when the leader exited
+            self._signal_group(proc, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        if self._own_dir and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return killed
+
+    def __enter__(self) -> "LocalStack":
+        return self if self.started else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- faults ---------------------------------------------------------------------------------
+    def kill(self, name: str, sig: int = signal.SIGKILL, group: bool = False) -> float:
+        """Send `sig` to the process (or its whole group); returns the monotonic instant it was sent."""
+        proc = self.procs[name]
+        t = time.monotonic()
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        return t
+
+    def pause(self, name: str) -> float:
+        """SIGSTOP the process group (worker + its engine); returns the instant."""
+        t = time.monotonic()
+        os.killpg(self.procs[name].pid, signal.SIGSTOP)
+        self.paused.add(name)
+        return t
+
+    def resume(self, name: str) -> float:
+        t = time.monotonic()
+        os.killpg(self.procs[name].pid, signal.SIGCONT)
+        self.paused.discard(name)
+        return t
+
+    def restart(self, name: str, wait: bool = True, timeout: float = 15.0) -> None:
+        """Kill what is left of `name` (whole group) and start it again; optionally wait until it is ready."""
+        proc = self.procs[name]
+        self._signal_group(proc, signal.SIGCONT)
+        self._signal_group(proc, signal.SIGKILL)  # also the group's leftovers when the leader already died
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        self.spawn(name)
+        if wait:
+            workers = [name] if kind_of(name) == "worker" else \
+                [w for w in self.worker_ids if self.hive_of(w) == name] if kind_of(name) == "hive" else None
+            self.wait_ready(timeout, workers)
+
+    def events(self, topics: tuple[str, ...] = ("",)) -> EventTap:
+        return EventTap(self.events_url, topics)
+
+    def describe(self) -> dict:
+        return {"api_url": self.api_url, "key": self.key, "keys": self.keys, "events_url": self.events_url,
+                "router_url": self.router_url, "workdir": str(self.workdir),
+                "services": {n: {"pid": p.pid, "kind": kind_of(n), **self.ports[n]} for n, p in self.procs.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hives", type=int, default=2)
+    parser.add_argument("--workers-per-hive", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="also print one machine-readable JSON line")
+    parser.add_argument("--workdir", help="data and logs here (default: a temp dir, removed on exit)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) on exit")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for readiness")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack = LocalStack(args.hives, args.workers_per_hive, workdir=args.workdir, keep=args.keep)
+    t0 = time.monotonic()
+    try:
+        for name in stack.names:
+            stack.spawn(name)
+        deadline = t0 + args.timeout
+        missing: list[str] = ["start"]
+        while not stop.is_set() and time.monotonic() < deadline:
+            missing = stack.not_ready()
+            if not missing:
+                break
+            time.sleep(0.05)
+        if stop.is_set():
+            raise KeyboardInterrupt
+        if missing:
+            raise StackError(stack.diagnose(f"not ready within {args.timeout:.0f}s: {', '.join(missing)}", stack.names))
+    except StackError as exc:
+        print(f"stack failed: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    except KeyboardInterrupt:
+        stack.stop()
+        return 130
+    print(f"apiary stack ready in {time.monotonic() - t0:.1f}s: {len(stack.hive_ids)} hives, "
+          f"{len(stack.worker_ids)} workers")
+    print(f"API      {stack.api_url}")
+    print(f"key      {stack.key}   (admin: {stack.admin_key})")
+    print(f"events   {stack.events_url}")
+    print(f"logs     {stack.workdir / 'logs'}")
+    print(f"try      curl -s {stack.api_url}/v1/completions -H 'Authorization: Bearer {stack.key}' "
+          f"-H 'Content-Type: application/json' -d '{{\"model\":\"tinyllama\",\"prompt\":\"hello\",\"max_tokens\":5}}'")
+    if args.json:
+        print(json.dumps(stack.describe()))
+    print("Ctrl-C to stop", flush=True)
+    reported: set[str] = set()
+    while not stop.wait(0.5):
+        for name, proc in stack.procs.items():
+            if proc.poll() is not None and name not in reported:
+                reported.add(name)
+                print(f"{name} exited with {proc.returncode} (see {stack.log_path(name)})", file=sys.stderr, flush=True)
+    killed = stack.stop()
+    print(f"stopped ({received[0] if received else 'stop'})" + (f"; killed after grace: {', '.join(killed)}" if killed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Worker-manager ("hive"): registers with the orchestrator, manages local workers, relays jobs, provisions models."""
