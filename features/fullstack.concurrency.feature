@@ -1,0 +1,14 @@
+@integration @p1
+Feature: Concurrent requests
+  200 requests at once from three tenants all complete, spread over all workers, exactly once, with
+  no cross-tenant leakage.
+
+  Scenario: 200 concurrent completions from three tenants
+    Given the cluster is ready with 4 workers within 20 seconds
+    When 200 completions of 8 tokens are sent at once by tenants "tenant-a, tenant-b, admin" over 64 connections, every 4th streamed
+    Then every completion succeeded
+    And every completion's text is the mock model's output
+    And no completion was lost or duplicated
+    And every job completed exactly once with one job.completed event each within 5 seconds
+    And the jobs were spread over all workers
+    And no job was visible to another tenant

@@ -1,0 +1,464 @@
+"""Integration and chaos steps: one line each over harness.chaos (batches, job views, churn, OOM, storage,
+extra workers, provisioning, bursts, load, memory). Every Then asserts on something observed."""
+from behave import given, then, when
+
+from harness.chaos import TERMINAL, Chaos
+from services.protocol import generate_text
+
+
+def ch(context) -> Chaos:
+    return Chaos.of(context.world)
+
+
+def _list(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# ---- background jobs -------------------------------------------------------------------------------
+@when('tenant "{tenant}" starts {n:d} completions of {k:d} tokens that are all dispatched within {s:g} seconds')
+def step_start_batch(context, tenant, n, k, s):
+    ch(context).start_batch(n, k, tenant=tenant, wait_dispatch_s=s)
+
+
+@when('tenant "{tenant}" starts {n:d} streamed completions of {k:d} tokens that are all dispatched within {s:g} seconds')
+def step_start_batch_streamed(context, tenant, n, k, s):
+    ch(context).start_batch(n, k, tenant=tenant, stream=True, prefix="streamed", wait_dispatch_s=s)
+
+
+@then('some of those jobs were running on hive "{hive}"')
+def step_some_on_hive(context, hive):
+    on = {j for j, evs in ch(context).dispatched().items() if evs[0].get("hive_id") == hive}
+    assert on, f"no job of the batch was dispatched to {hive}: {ch(context).dispatched()}"
+    ch(context).vars["on_target"] = sorted(on)
+
+
+@then('some of those jobs were running on worker "{worker}"')
+def step_some_on_worker(context, worker):
+    on = {j for j, evs in ch(context).dispatched().items() if evs[0].get("worker_id") == worker}
+    assert on, f"no job of the batch was dispatched to {worker}: {ch(context).dispatched()}"
+    ch(context).vars["on_target"] = sorted(on)
+
+
+@then('the jobs that were running on {kind} "{name}" completed elsewhere according to /v1/jobs')
+def step_completed_elsewhere(context, kind, name):
+    field = "hive_id" if kind == "hive" else "worker_id"
+    views = ch(context).job_views(ch(context).vars["on_target"])
+    bad = {j: (v.get("state"), v.get(field), v.get("attempts")) for j, v in views.items()
+           if v.get("state") != "completed" or v.get(field) == name or (v.get("attempts") or 0) < 2}
+    assert not bad, f"jobs first dispatched to {kind} {name} not completed elsewhere on a later attempt: {bad}"
+
+
+# ---- events ------------------------------------------------------------------------------------------
+@then('a "hive.registered" event marked recovered for hive "{hive}" is published within {s:g} seconds')
+def step_hive_recovered(context, hive, s):
+    context.world.wait_event("hive.registered", s, hive_id=hive, recovered=True)
+
+
+@then('a "worker.registered" event marked recovered for worker "{worker}" is published within {s:g} seconds')
+def step_worker_recovered(context, worker, s):
+    context.world.wait_event("worker.registered", s, worker_id=worker, recovered=True)
+
+
+@then('hive "{hive}" serves completions again within {s:g} seconds')
+def step_hive_serves(context, hive, s):
+    ch(context).serves_again("hive_id", hive, s)
+
+
+@then('worker "{worker}" serves completions again within {s:g} seconds')
+def step_worker_serves(context, worker, s):
+    ch(context).serves_again("worker_id", worker, s)
+
+
+@then('every worker of hive "{hive}" is ready in /v1/workers within {s:g} seconds')
+def step_hive_workers_ready(context, hive, s):
+    context.world.wait_until(lambda: (lambda ws: len(ws) >= 2 and all(w.get("state") == "ready" for w in ws))(
+        [w for w in context.world.workers_view().get("workers", []) if w.get("hive") == hive
+         and w["id"] in context.world.worker_services()]), s, f"workers of {hive} ready")
+
+
+# ---- multi-hive --------------------------------------------------------------------------------------
+@then('/v1/jobs shows the completed jobs ran on workers of both hives "{hives}"')
+def step_both_hives(context, hives):
+    views = ch(context).job_views(ch(context).completed_ids())
+    by_hive = {}
+    for v in views.values():
+        by_hive.setdefault(v.get("hive_id"), set()).add(v.get("worker_id"))
+    workers = {w["id"]: w.get("hive") for w in context.world.workers_view().get("workers", [])}
+    wrong = [(v["id"], v.get("worker_id"), v.get("hive_id")) for v in views.values() if workers.get(v.get("worker_id")) != v.get("hive_id")]
+    assert set(_list(hives)) <= set(by_hive) and not wrong, f"hives serving: { {h: sorted(w) for h, w in by_hive.items()} }; worker/hive mismatches: {wrong[:5]}"
+
+
+# ---- churn ---------------------------------------------------------------------------------------------
+@when('a background load of {c:d} clients sending {k:d}-token completions runs')
+def step_load_start(context, c, k):
+    from harness.load import BackgroundLoad
+    ch(context).load = BackgroundLoad(context.world.client, clients=c, max_tokens=k, tenants=("tenant-a", "tenant-b"), max_s=120).start()
+
+
+@when('workers "{workers}" are killed and started again {n:d} times, {p:g} seconds apart')
+def step_churn(context, workers, n, p):
+    ch(context).churn(_list(workers), n, p)
+
+
+@when("the background load stops within {s:g} seconds")
+def step_load_stop(context, s):
+    results = ch(context).load.stop(context.world.scaled(s))
+    ch(context).vars["load_results"] = len(results)
+    ch(context).load = None
+
+
+@then("the background load completed at least {n:d} requests")
+def step_load_count(context, n):
+    assert ch(context).vars["load_results"] >= n, f"only {ch(context).vars['load_results']} requests completed"
+
+
+@then("every job of this scenario is terminal in /v1/jobs within {s:g} seconds")
+def step_all_terminal(context, s):
+    ids = sorted({e["job_id"] for e in context.world.events.matching("job.accepted")})
+    assert ids, "no job.accepted event in this scenario"
+    ch(context).wait_terminal(ids, s)
+
+
+@then("/v1/jobs agrees with every client outcome")
+def step_jobs_agree(context):
+    done = [c for c in context.world.client.completions if c.job_id and (c.ok or (c.status or 0) >= 400)]
+    views = ch(context).job_views([c.job_id for c in done])
+    bad = [(c.job_id, c.status, views[c.job_id].get("state")) for c in done
+           if (c.ok and views[c.job_id].get("state") != "completed") or (not c.ok and views[c.job_id].get("state") == "completed")]
+    assert done and not bad, f"client outcome vs /v1/jobs state disagree for {len(bad)} jobs: {bad[:10]}"
+
+
+# ---- worker restart / OOM ------------------------------------------------------------------------------
+@when("the worker running that job is restarted")
+def step_restart_running(context):
+    worker, job = ch(context).running_job_worker()
+    ch(context).vars.update(restarted=worker, restarted_job=job)
+    context.world.vars["mark"] = context.world.events.mark()
+    context.world.nemesis.proc.restart(worker)
+
+
+@then("the job was handed to another worker after the restart according to /v1/jobs")
+def step_handed_over(context):
+    job = ch(context).job_view(ch(context).vars["restarted_job"])
+    assert job.get("state") == "completed" and job.get("attempts", 0) >= 2 and job.get("worker_id") != ch(context).vars["restarted"], f"job: {job}"
+
+
+@then("the restarted worker is registered and ready again within {s:g} seconds")
+def step_restarted_ready(context, s):
+    w = ch(context).vars["restarted"]
+    context.world.wait_event("worker.registered", s, since=context.world.vars["mark"], worker_id=w)
+    context.world.wait_until(lambda: (context.world.worker(w) or {}).get("state") == "ready", s, f"{w} ready")
+
+
+@when("the worker running that job runs out of memory during inference")
+def step_oom_inference(context):
+    ch(context).oom("inference")
+
+
+@when("the worker running that job runs out of memory while loading a newly provisioned model")
+def step_oom_load(context):
+    ch(context).oom("load")
+
+
+@then("that worker's container exits with code 137 and OOMKilled within {s:g} seconds")
+def step_oom_exit(context, s):
+    ch(context).wait_exit(ch(context).vars["oom_worker"], 137, True, s)
+
+
+@then('a "worker.lost" event for that worker is published within {s:g} seconds')
+def step_oom_lost(context, s):
+    context.world.wait_event("worker.lost", s, worker_id=ch(context).vars["oom_worker"])
+
+
+@then("the job ran to completion on another worker according to /v1/jobs")
+def step_oom_job(context):
+    job = ch(context).job_view(ch(context).vars["oom_job"])
+    assert job.get("state") == "completed" and job.get("worker_id") != ch(context).vars["oom_worker"] and job.get("attempts", 0) >= 2, f"job: {job}"
+
+
+# ---- registry ------------------------------------------------------------------------------------------
+@when("the orchestrator is stopped, its registry database overwritten with garbage, and started again")
+def step_corrupt(context):
+    ch(context).corrupt_registry_and_restart()
+
+
+@when("the orchestrator's registry volume is made read-only and the orchestrator restarted")
+def step_read_only(context):
+    ch(context).read_only_registry_and_restart()
+
+
+@when("the orchestrator's registry volume is made writable again")
+def step_writable(context):
+    ch(context).storage.make_writable()
+
+
+@then("the orchestrator answers /health within {s:g} seconds")
+def step_orch_health(context, s):
+    ch(context).vars["health"] = ch(context).wait_orchestrator(s)
+
+
+@then('the orchestrator\'s /health reports a registry error mentioning "{text}" within {s:g} seconds')
+def step_health_registry_error(context, text, s):
+    context.world.wait_until(lambda: (lambda reg: reg not in ("ok", "None") and text in reg)(str((ch(context).orchestrator_health() or {}).get("registry"))), s, f"/health registry error mentioning {text!r}")
+
+
+@then("the orchestrator's /health reports the registry ok within {s:g} seconds")
+def step_health_registry_ok(context, s):
+    context.world.wait_until(lambda: (ch(context).orchestrator_health() or {}).get("registry") == "ok", s, "/health registry ok")
+
+
+@then('the orchestrator\'s log shows "{text}"')
+def step_orch_log(context, text):
+    logs = context.world.service_logs("orchestrator", since=context.world.started - 1)
+    assert text in logs, f"{text!r} not in the orchestrator log; last lines: {logs[-1500:]}"
+
+
+@then('the corrupt registry file was moved aside next to a new "registry.db"')
+def step_moved_aside(context):
+    files = ch(context).storage.list_data()
+    assert "registry.db" in files and any(f.startswith("registry.db.corrupt-") for f in files), f"/data holds {files}"
+
+
+@then("the cluster re-forms with 2 hives and 4 ready workers within {s:g} seconds")
+def step_reformed(context, s):
+    context.world.wait_until(ch(context).reformed, s, "2 hives and 4 workers ready in /v1/workers")
+
+
+# ---- concurrent registration -------------------------------------------------------------------------
+@when('{n:d} extra workers join hive "{hive}" at the same time')
+def step_extra_join(context, n, hive):
+    ch(context).join_extra_workers(n, hive)
+
+
+@then("/v1/workers lists every extra worker exactly once as ready within {s:g} seconds")
+def step_extra_listed(context, s):
+    ids = set(ch(context).vars["extra_ids"])
+    context.world.wait_until(lambda: ids <= {w["id"] for w in context.world.workers_view().get("workers", []) if w.get("state") == "ready"}, s, f"{len(ids)} extra workers ready")
+    listed = [w["id"] for w in context.world.workers_view().get("workers", [])]
+    dup = sorted({i for i in listed if listed.count(i) > 1})
+    assert not dup, f"workers listed more than once: {dup}"
+
+
+@then('hive "{hive}" lists every extra worker exactly once')
+def step_extra_hive_listed(context, hive):
+    listed = [w.get("id", w.get("worker_id")) for w in context.world.http(hive, "/v1/workers").json().get("workers", [])]
+    missing = set(ch(context).vars["extra_ids"]) - set(listed)
+    dup = sorted({i for i in listed if listed.count(i) > 1})
+    assert not missing and not dup, f"{hive} /v1/workers: missing {sorted(missing)}, duplicated {dup}, listed {listed}"
+
+
+@then('exactly one "worker.registered" event was published for each extra worker')
+def step_extra_events(context):
+    evs = ch(context).events_since("worker.registered", "extras")
+    counts = {i: sum(1 for e in evs if e.get("worker_id") == i) for i in ch(context).vars["extra_ids"]}
+    assert all(n == 1 for n in counts.values()), f"worker.registered per extra worker: {counts}"
+
+
+@then("the extra workers serve completions")
+def step_extra_serve(context):
+    ids = set(ch(context).vars["extra_ids"])
+    res = context.world.client.run_many([dict(prompt=f"extra-{i}", tenant="tenant-a", max_tokens=2, seed=i) for i in range(24)], max_workers=24)
+    assert all(r.ok for r in res), f"failed: {[(r.status, r.error) for r in res if not r.ok][:5]}"
+    served = {e.get("worker_id") for e in context.world.events.matching("job.completed") if e.get("job_id") in {r.job_id for r in res}}
+    assert served & ids, f"no job served by an extra worker; served by {sorted(served)}"
+
+
+# ---- concurrent downloads ------------------------------------------------------------------------------
+@when('the admin sends {n:d} provision requests at once for one new model of {size:d} bytes to hive "{hive}"')
+def step_provision_many(context, n, size, hive):
+    ch(context).provision_at_once(n, size, hive)
+
+
+@then("every provision request was accepted with 202")
+def step_provision_accepted(context):
+    out = ch(context).vars["provision_responses"]
+    assert all(r is not None and r.status_code == 202 for r in out), f"provision answers: {[(r and r.status_code, r and r.text[:200]) for r in out]}"
+
+
+@then('a "model.ready" event for that model is published within {s:g} seconds')
+def step_shared_ready(context, s):
+    context.world.wait_event("model.ready", s, model=ch(context).vars["shared_model"])
+
+
+@then("the hive started exactly one download of that model")
+def step_one_download(context):
+    c = ch(context)
+    hive = c.vars["hive"]
+    after_models, after = c.hive_models(hive), context.world.scrape(hive)
+    started = after_models["downloads_started"] - c.vars["before_models"]["downloads_started"]
+
+    def delta(outcome):
+        key = ("apiary_hive_downloads_total", (("outcome", outcome),))
+        return after.get(key, 0) - c.vars["before_metrics"].get(key, 0)
+    assert started == 1 and delta("started") == 1 and delta("shared") + delta("cached") == 2, f"downloads_started +{started}, metric deltas started={delta('started')} shared={delta('shared')} cached={delta('cached')} completed={delta('completed')}"
+
+
+@then("a completion of that model returns the mock model's output")
+def step_shared_served(context):
+    m = ch(context).vars["shared_model"]
+    context.world.wait_until(lambda: context.world.model_ready(m), 10, f"{m} available")
+    r = context.world.client.complete(f"model {m}", tenant="tenant-a", max_tokens=4, model=m)
+    assert r.ok and r.text == generate_text(r.prompt, r.seed, r.max_tokens), f"status={r.status} error={r.error} text={r.text!r}"
+
+
+# ---- backpressure ------------------------------------------------------------------------------------
+@when("a burst of {extra:d} more {k:d}-token completions than the admission queue holds is sent at once")
+def step_burst(context, extra, k):
+    ch(context).start_burst(extra, k)
+
+
+@when("the orchestrator has throttled at least {n:d} requests within {s:g} seconds")
+@then("the orchestrator has throttled at least {n:d} requests within {s:g} seconds")
+def step_throttled(context, n, s):
+    context.world.wait_until(lambda: ch(context).throttled() >= n, s, f"{n} throttled requests (apiary_jobs_total{{outcome=throttled}})", interval_s=0.2)
+
+
+@when("the workers are fast again")
+def step_fast_again(context):
+    [context.world.nemesis.proc.set_faults(w, tokens_per_s=None) for w in context.world.worker_services()]
+
+
+@then("the burst is fully answered within {s:g} seconds")
+def step_burst_done(context, s):
+    ch(context).vars["burst"] = ch(context).burst.join(context.world.scaled(s))
+
+
+@then("every burst request was answered 200 with the mock model's output or 429 with a Retry-After header")
+def step_burst_outcomes(context):
+    res = ch(context).vars["burst"]
+    bad = [r for r in res if not ((r.get("status") == 200 and r.get("text") == generate_text(r["prompt"], r["seed"], r["max_tokens"]))
+                                  or (r.get("status") == 429 and r.get("retry_after")))]
+    n429 = sum(1 for r in res if r.get("status") == 429)
+    n200 = sum(1 for r in res if r.get("status") == 200)
+    assert n429 and n200 and not bad, f"{n200} x 200, {n429} x 429, {len(bad)} other: {[(r.get('status'), r.get('body') or r.get('exception')) for r in bad[:5]]}"
+
+
+@then('the "orchestrator" queue depth returns to 0 within {s:g} seconds')
+def step_queue_empty(context, s):
+    context.world.wait_until(lambda: context.world.metric("orchestrator", "apiary_queue_depth") == 0 and context.world.metric("orchestrator", "apiary_jobs_inflight") == 0, s, "queue depth and in-flight 0")
+
+
+# ---- stress, long runs, memory ----------------------------------------------------------------------------
+@when("{c:d} clients send {k:d}-token completions back to back for {t:g} seconds")
+def step_stress(context, c, k, t):
+    ch(context).run_load(c, t, k)
+
+
+@then("the p99 latency of that load was recorded in the report and is under {s:g} seconds")
+def step_p99(context, s):
+    data = ch(context).vars["stress"]
+    assert data["requests"] > 0 and data["latency_p99_ms"] is not None and data["latency_p99_ms"] < context.world.scaled(s) * 1000, f"stress: {data}"
+
+
+@given("the stack has served {n:d} warm-up completions")
+def step_warmup(context, n):
+    res = context.world.client.run_many([dict(prompt=f"warm-{i}", tenant="tenant-a", max_tokens=4, seed=i) for i in range(n)], max_workers=8)
+    assert all(r.ok for r in res), f"warm-up failures: {[(r.status, r.error) for r in res if not r.ok][:5]}"
+
+
+@given('the memory of "{services}" is measured')
+@when('the memory of "{services}" is measured again')
+def step_memory(context, services):
+    ch(context).vars.setdefault("memory", []).append(ch(context).memory(_list(services)))
+
+
+@then("no measured service grew by more than {mib:d} MiB")
+def step_memory_bounded(context, mib):
+    from harness.load import write_metrics
+    from harness.resources import growth
+    before, after = ch(context).vars["memory"][0], ch(context).vars["memory"][-1]
+    g = growth(before, after)
+    write_metrics(ch(context).report_dir, "memory", {"before": before, "after": after, "rss_growth_mib": g})
+    assert g and all(v <= mib for v in g.values()), f"RSS growth (MiB): {g}; before {before}; after {after}"
+
+
+@when('tenant "{tenant}" starts a long stream of {n:d} tokens')
+def step_long_stream(context, tenant, n):
+    ch(context).start_named("long", prompt="a long running inference", tenant=tenant, max_tokens=n, seed=42, stream=True, timeout_s=context.world.scaled(120))
+
+
+@then("the long stream finishes within {s:g} seconds with [DONE], the exact text and every token in order, after at least {m:g} seconds")
+def step_long_done(context, s, m):
+    c = ch(context).join_named("long", s)
+    context.world.remember(c)
+    assert c.done and c.error is None and c.text == generate_text(c.prompt, c.seed, c.max_tokens) and c.token_times == sorted(c.token_times) and len(c.chunks) >= c.max_tokens // 2 and c.latency >= m, f"done={c.done} error={c.error} chunks={len(c.chunks)} latency={c.latency} exc={c.exception}"
+
+
+# ---- queries during streaming -----------------------------------------------------------------------------
+@when("/v1/jobs/{{id}} and /v1/workers are queried back to back for {t:g} seconds")
+def step_query(context, t):
+    ch(context).query_while_streaming(t)
+
+
+@then("the p99 latency of both queries was under {ms:d} ms")
+def step_query_p99(context, ms):
+    data = ch(context).vars["queries"]
+    limit = context.world.scaled(ms / 1000) * 1000
+    assert data["jobs"]["count"] >= 10 and all(data[k]["p99"] < limit for k in ("jobs", "workers")), f"query latencies (ms): {data}"
+
+
+@then('the queries saw the jobs "running"')
+def step_query_states(context):
+    assert "running" in ch(context).vars["queries"]["job_states_seen"], f"states seen: {ch(context).vars['queries']['job_states_seen']}"
+
+
+# ---- client disconnect ---------------------------------------------------------------------------------------
+@given("every worker's job counters are scraped")
+def step_scrape_workers(context):
+    context.world.vars["worker_metrics"] = {w: context.world.scrape(w) for w in context.world.worker_services()}
+
+
+@when('tenant "{tenant}" streams a completion of {n:d} tokens and hangs up after {k:d} tokens')
+def step_hang_up(context, tenant, n, k):
+    c = context.world.client.complete("i will hang up", tenant=tenant, max_tokens=n, seed=3, stream=True, abort_after_tokens=k)
+    assert c.aborted and c.job_id, f"the client did not hang up mid-stream: status={c.status} chunks={len(c.chunks)} job={c.job_id}"
+    ch(context).vars["hung_up"] = c.job_id
+
+
+@then('the hung-up job is "cancelled" in /v1/jobs within {s:g} seconds')
+def step_hung_up_cancelled(context, s):
+    job_id = ch(context).vars["hung_up"]
+    context.world.wait_until(lambda: ch(context).job_view(job_id).get("state") == "cancelled", s, f"job {job_id} cancelled")
+    context.world.wait_event("job.cancelled", s, job_id=job_id)
+
+
+@then("the worker that ran the hung-up job counted it as cancelled within {s:g} seconds")
+def step_worker_cancelled(context, s):
+    job = ch(context).job_view(ch(context).vars["hung_up"])
+    w = job.get("worker_id")
+    before = context.world.vars["worker_metrics"][w]
+    key = ("apiary_worker_jobs_total", (("outcome", "cancelled"),))
+    context.world.wait_until(lambda: context.world.scrape(w).get(key, 0) > before.get(key, 0), s, f"{w} apiary_worker_jobs_total{{outcome=cancelled}} rose")
+
+
+@then("the other streams finish within {s:g} seconds with [DONE] and the mock model's output")
+def step_others_done(context, s):
+    done = context.world.finish_background(s)
+    bad = [(c.prompt, c.status, c.done, c.error, c.exception) for c in done if not (c.done and c.error is None and c.text == generate_text(c.prompt, c.seed, c.max_tokens))]
+    assert done and not bad, f"streams that did not finish cleanly: {bad}"
+
+
+# ---- one-way partition -----------------------------------------------------------------------------------------
+@when('every packet "{service}" sends to "{peer}" is dropped')
+def step_drop_outgoing(context, service, peer):
+    ch(context).oneway.drop_outgoing(service, peer)
+
+
+@when("the one-way drops are healed")
+def step_heal_oneway(context):
+    assert not ch(context).oneway.heal(), "one-way heal failed"
+
+
+@then("every running completion succeeded with the mock model's output within {s:g} seconds")
+def step_bg_ok(context, s):
+    done = context.world.finish_background(s)
+    bad = [(c.prompt, c.status, c.error, c.exception) for c in done if not (c.ok and c.text == generate_text(c.prompt, c.seed, c.max_tokens))]
+    assert done and not bad, f"{len(bad)} of {len(done)} background completions failed: {bad[:5]}"
+
+
+@then('every job of this scenario ended "completed" or with an explicit error in /v1/jobs within {s:g} seconds')
+def step_terminal_explicit(context, s):
+    ids = sorted({e["job_id"] for e in context.world.events.matching("job.accepted")})
+    views = ch(context).wait_terminal(ids, s)
+    bad = {j: v for j, v in views.items() if v.get("state") != "completed" and not (v.get("error") or {}).get("code")}
+    assert ids and not bad, f"jobs failed without an explicit error code: {bad}"

@@ -1,0 +1,451 @@
+"""The compose stack of one run: up/down/ps/logs with a per-run project name and labels, health
+wait with a deadline, reset between scenarios, and the fault primitives the step library uses."""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
+from harness.wait import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.integration.yml"
+RUN_LABEL = "io.apiary.run"
+RUN_LABELS = (RUN_LABEL, "io.apiary.run-id")      # the second: helper containers of the step library
+SERVICES = ("orchestrator", "hive-a", "hive-b", "worker-a1", "worker-a2", "worker-b1", "worker-b2")
+NETWORKS = {"orchestrator": ("edge", "control"), "hive-a": ("control", "hive-a-net"),
+            "hive-b": ("control", "hive-b-net"), "worker-a1": ("hive-a-net",), "worker-a2": ("hive-a-net",),
+            "worker-b1": ("hive-b-net",), "worker-b2": ("hive-b-net",)}
+SHORT_NETWORKS = ("control", "edge", "hive-a-net", "hive-b-net")
+HTTP_PORTS = {"orchestrator": 8080, "hive-a": 9200, "hive-b": 9200}   # workers: 8001
+API_KEYS = {"tenant-a": "key-a", "tenant-b": "key-b", "admin": "key-admin"}
+TRACEBACK = "Traceback (most recent call last)"
+NET_ADMIN_SERVICES = tuple(s for s in SERVICES if s != "orchestrator")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_port(service: str) -> int:
+    """The container HTTP port of a service."""
+    return HTTP_PORTS.get(service, 8001)
+
+
+def keys_env(keys: dict[str, str]) -> str:
+    """{tenant: key} as the APIARY_API_KEYS value."""
+    return ",".join(f"{t}:{k}" for t, k in keys.items())
+
+
+def project_name(run_id: str) -> str:
+    """Compose project name of a run (lowercase letters, digits, dashes)."""
+    return "apiary-" + re.sub(r"[^a-z0-9-]", "", run_id.lower())
+
+
+def compose_command() -> list[str]:
+    """`docker compose` (v2) when it answers, else `docker-compose` (v1); EnvironmentSetupError if neither."""
+    try:
+        if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=20).returncode == 0:
+            return ["docker", "compose"]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise EnvironmentSetupError("no compose", "neither `docker compose` nor `docker-compose` is installed")
+
+
+def run_cmd(cmd: list[str], env: dict | None = None, timeout_s: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command, capture its output; ComposeError(cmd, rc, stdout, stderr) when it fails or times out."""
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
+    except subprocess.TimeoutExpired as exc:
+        raise ComposeError(cmd, -1, str(exc.stdout or ""), f"timed out after {timeout_s}s\n{exc.stderr or ''}")
+    if check and proc.returncode != 0:
+        raise ComposeError(cmd, proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+def docker_client(timeout_s: float = 30):
+    """A Docker SDK client, or EnvironmentSetupError naming why the engine is unreachable."""
+    import docker  # local import: the local backend runs without the SDK's engine
+    try:
+        client = docker.from_env(timeout=int(timeout_s))
+        client.ping()
+        return client
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+        raise EnvironmentSetupError("no Docker engine", str(exc).splitlines()[0][:200]) from exc
+
+
+class StackOps:
+    """Admin operations shared by the docker and local backends (need api_url, http_url, api_keys, services)."""
+
+    def admin(self) -> dict:
+        return {"Authorization": f"Bearer {self.api_keys.get('admin', 'key-admin')}"}
+
+    def workers_ready(self) -> dict | None:
+        """/v1/workers when both hives and all four workers are ready, else None."""
+        body = requests.get(self.api_url + "/v1/workers", headers=self.admin(), timeout=2).json()
+        hives = [h for h in body.get("hives", []) if h.get("state") == "ready"]
+        workers = [w for w in body.get("workers", []) if w.get("state") == "ready"]
+        return body if len(hives) >= 2 and len(workers) >= 4 else None
+
+    def wait_ready(self, timeout_s: float = 20) -> dict:
+        """/v1/workers shows 2 hives and 4 workers ready before the deadline."""
+        return wait_until(self.workers_ready, timeout_s, 0.05, "2 hives and 4 workers ready in /v1/workers")
+
+    def clear_faults(self) -> None:
+        """Admin reset on the orchestrator and `PUT /faults {}` on every hive and worker."""
+        def put(service: str) -> None:
+            requests.put(self.http_url(service) + "/faults", json={}, timeout=2)
+        requests.post(self.api_url + "/v1/admin/reset", headers=self.admin(), timeout=5).raise_for_status()
+        with futures.ThreadPoolExecutor(6) as pool:
+            for f in [pool.submit(put, s) for s in self.services if s != "orchestrator"]:
+                f.exception()
+
+    def traceback_services(self, since: float) -> dict[str, str]:
+        """service -> log excerpt around the first Python traceback logged since a UNIX time."""
+        found = {}
+        for s in self.services:
+            text = self.logs(s, since=since)
+            at = text.find(TRACEBACK)
+            if at >= 0:
+                found[s] = text[max(0, at - 300):at + 2500]
+        return found
+
+
+class Cluster(StackOps):
+    """One compose project (the whole stack of a run) seen through the Docker SDK."""
+
+    backend = "docker"
+
+    def __init__(self, run_id: str, compose: list[str] | None = None, image_tag: str = "local",
+                 api_keys: dict[str, str] | None = None, client: Any = None):
+        self.run_id = run_id
+        self.project = project_name(run_id)
+        self.compose_cmd = compose or compose_command()
+        self.image_tag = image_tag
+        self.api_keys = dict(api_keys or API_KEYS)
+        self.services = list(SERVICES)
+        self.networks = {short: self.network_name(short) for short in SHORT_NETWORKS}
+        self.client = client or docker_client()
+        self._aliases: dict[tuple[str, str], list[str]] = {}
+        self._ports: dict[str, dict[int, int]] = {}
+        self._ids: dict[str, str] = {}
+        self.fixed_ports = {"APIARY_HOST_PORT_HTTP": 0, "APIARY_HOST_PORT_ROUTER": 0, "APIARY_HOST_PORT_EVENTS": 0}
+
+    # ---- description (the runner hands the stack to behave's process) ---------------------------
+    def describe(self) -> dict:
+        """What another process needs to attach to this stack."""
+        return {"backend": "docker", "run_id": self.run_id, "project": self.project, "compose": self.compose_cmd,
+                "image_tag": self.image_tag, "api_keys": self.api_keys, "api_url": self.api_url,
+                "events_url": self.events_url, "router_url": self.router_url}
+
+    @classmethod
+    def attach(cls, desc: dict) -> "Cluster":
+        """A Cluster for a stack described by describe()."""
+        return cls(desc["run_id"], compose=desc["compose"], image_tag=desc.get("image_tag", "local"),
+                   api_keys=desc.get("api_keys"))
+
+    # ---- compose --------------------------------------------------------------------------------
+    def compose_env(self) -> dict:
+        """Environment for compose: run id (labels), image tag, API keys."""
+        env = dict(os.environ, APIARY_RUN_ID=self.run_id, APIARY_IMAGE_TAG=self.image_tag,
+                   APIARY_API_KEYS=keys_env(self.api_keys), **{k: str(v) for k, v in self.fixed_ports.items()})
+        env.pop("COMPOSE_PROJECT_NAME", None)
+        return env
+
+    def compose(self, *args: str, timeout_s: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a compose subcommand for this project."""
+        cmd = [*self.compose_cmd, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        return run_cmd(cmd, env=self.compose_env(), timeout_s=timeout_s, check=check)
+
+    def up(self, timeout_s: float = 120) -> float:
+        """Create and start the stack, then wait until every service is healthy; returns seconds taken."""
+        start = time.monotonic()
+        for attempt in (1, 2):   # a picked port taken meanwhile: pick again once
+            self.fixed_ports = {k: free_port() for k in self.fixed_ports}
+            try:
+                self.compose("up", "-d", "--no-build", "--remove-orphans", timeout_s=timeout_s)
+                break
+            except ComposeError as exc:
+                if attempt == 1 and "already allocated" in exc.stderr + exc.stdout:
+                    continue
+                raise EnvironmentSetupError("stack did not start", self.diagnose(str(exc))) from exc
+        self.wait_healthy(max(30.0, timeout_s - (time.monotonic() - start)))
+        return time.monotonic() - start
+
+    def down(self, timeout_s: float = 60) -> list[str]:
+        """Remove the stack (containers, networks, volumes), then sweep by label; returns leftovers."""
+        self._ports.clear()
+        self._ids.clear()
+        self.remove_containers()
+        try:
+            self.compose("down", "-v", "--remove-orphans", "-t", "1", timeout_s=timeout_s)
+        except ComposeError:
+            pass   # the label sweep below is the safety net
+        return sweep(self.client, self.run_id, self.project)
+
+    def remove_containers(self) -> None:
+        """Force-remove the run's containers in parallel (teardown needs no graceful drain): the compose
+        project's and helper containers labelled with the run (rogue peers, extra workers)."""
+        labels = [f"com.docker.compose.project={self.project}"] + [f"{lab}={self.run_id}" for lab in RUN_LABELS]
+        found = list({c.id: c for lab in labels for c in self.client.containers.list(all=True, filters={"label": lab})}.values())
+
+        def remove(c: Any) -> None:
+            try:
+                c.remove(force=True, v=True)
+            except Exception:  # noqa: BLE001 - compose down and the label sweep follow
+                pass
+        if found:
+            with futures.ThreadPoolExecutor(len(found)) as pool:
+                list(pool.map(remove, found))
+
+    def recreate(self, timeout_s: float = 120) -> float:
+        """A fresh stack for this run (same project): down, then up."""
+        self.down()
+        self._aliases.clear()
+        self._ids.clear()
+        return self.up(timeout_s)
+
+    def ps(self) -> str:
+        """`compose ps` output (never raises)."""
+        proc = self.compose("ps", check=False, timeout_s=30)
+        return proc.stdout + proc.stderr
+
+    # ---- containers -----------------------------------------------------------------------------
+    def container_ids(self, refresh: bool = False) -> dict[str, str]:
+        """service -> container id of this project (one list call, cached until the stack changes)."""
+        if refresh or not self._ids:
+            found = self.client.containers.list(all=True, filters={"label": f"com.docker.compose.project={self.project}"})
+            self._ids = {c.labels.get("com.docker.compose.service"): c.id for c in found}
+        return self._ids
+
+    def container(self, service: str) -> Any:
+        """The container of a compose service (fresh attrs)."""
+        import docker.errors
+        for refresh in (False, True):
+            cid = self.container_ids(refresh).get(service)
+            if cid:
+                try:
+                    return self.client.containers.get(cid)
+                except docker.errors.NotFound:
+                    continue
+        raise NemesisError(f"no container for service {service!r} in project {self.project}")
+
+    def container_id(self, service: str) -> str:
+        return self.container(service).id
+
+    def network_name(self, short: str) -> str:
+        """The compose-prefixed name of a network."""
+        return f"{self.project}_{short}"
+
+    def inspect(self, service: str) -> dict:
+        """State of a service's container: status, exit code, OOMKilled, restarts, health, networks."""
+        try:
+            attrs = self.container(service).attrs
+        except NemesisError:
+            return {}
+        state = attrs.get("State", {})
+        nets = attrs.get("NetworkSettings", {}).get("Networks") or {}
+        return {"id": attrs["Id"][:12], "name": attrs["Name"].lstrip("/"), "status": state.get("Status"),
+                "running": state.get("Running"), "paused": state.get("Paused"), "exit_code": state.get("ExitCode"),
+                "oom_killed": state.get("OOMKilled"), "restart_count": attrs.get("RestartCount", 0),
+                "started_at": state.get("StartedAt"), "finished_at": state.get("FinishedAt"),
+                "health": (state.get("Health") or {}).get("Status"), "error": state.get("Error"),
+                "networks": {n: {"ip": v.get("IPAddress"), "aliases": v.get("Aliases") or []} for n, v in nets.items()}}
+
+    def host_port(self, service: str, port: int) -> int:
+        """The 127.0.0.1 host port published for a container port (cached until the container restarts)."""
+        if port not in self._ports.get(service, {}):
+            ports = self.container(service).attrs["NetworkSettings"].get("Ports") or {}
+            self._ports[service] = {int(k.split("/")[0]): int(v[0]["HostPort"]) for k, v in ports.items() if v}
+        try:
+            return self._ports[service][port]
+        except KeyError:
+            raise NemesisError(f"{service} publishes no host port for {port} (is it running?)") from None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port('orchestrator', 8080)}"
+
+    @property
+    def events_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.host_port('orchestrator', 5557)}"
+
+    @property
+    def router_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.host_port('orchestrator', 5555)}"
+
+    def http_url(self, service: str) -> str:
+        """HTTP base URL of a service: the orchestrator through its published port; hives and workers
+        through their container IP on any network they are still on (works while one link is cut)."""
+        if service == "orchestrator":
+            return self.api_url
+        for meta in (self.inspect(service).get("networks") or {}).values():
+            if meta.get("ip"):
+                return f"http://{meta['ip']}:{http_port(service)}"
+        return f"http://127.0.0.1:{self.host_port(service, http_port(service))}"
+
+    # ---- fault primitives -----------------------------------------------------------------------
+    def kill(self, service: str, signal: str = "SIGKILL") -> None:
+        self.container(service).kill(signal=signal)
+
+    def pause(self, service: str) -> None:
+        self.container(service).pause()
+
+    def unpause(self, service: str) -> None:
+        self.container(service).unpause()
+
+    def stop(self, service: str, timeout_s: int = 10) -> None:
+        self.container(service).stop(timeout=timeout_s)
+
+    def start(self, service: str) -> None:
+        self._ports.pop(service, None)
+        self.container(service).start()
+
+    def restart(self, service: str, timeout_s: int = 10) -> None:
+        self._ports.pop(service, None)
+        self.container(service).restart(timeout=timeout_s)
+
+    def disconnect(self, service: str, network: str) -> None:
+        """Cut a service off a network (short name), remembering its aliases for connect()."""
+        full = self.network_name(network)
+        container = self.container(service)
+        meta = (container.attrs["NetworkSettings"].get("Networks") or {}).get(full)
+        if meta is None:
+            return   # already cut: idempotent
+        self._aliases[(service, network)] = [a for a in (meta.get("Aliases") or []) if a != container.id[:12]]
+        self.client.networks.get(full).disconnect(container, force=True)
+
+    def connect(self, service: str, network: str) -> None:
+        """Re-attach a service to a network with its compose aliases (a bare connect loses them)."""
+        full = self.network_name(network)
+        container = self.container(service)
+        if full in (container.attrs["NetworkSettings"].get("Networks") or {}):
+            return
+        aliases = self._aliases.pop((service, network), None) or [service]
+        self.client.networks.get(full).connect(container, aliases=aliases)
+
+    def exec(self, service: str, cmd: list[str] | str, user: str = "root", check: bool = True) -> Any:
+        """Run a command in a service's container; NemesisError when it exits non-zero and check is set."""
+        result = self.container(service).exec_run(cmd, user=user)
+        if check and result.exit_code != 0:
+            out = (result.output or b"").decode("utf-8", "replace")[-800:]
+            raise NemesisError(f"exec {cmd!r} in {service} exited {result.exit_code}: {out}")
+        return result
+
+    def logs(self, service: str, since: float | None = None) -> str:
+        """stdout+stderr of a service's container since a UNIX time (all when None)."""
+        try:
+            kw = {"since": float(since)} if since else {}
+            return self.container(service).logs(stdout=True, stderr=True, **kw).decode("utf-8", "replace")
+        except NemesisError:
+            return ""
+
+    # ---- health, readiness, reset ---------------------------------------------------------------
+    def wait_healthy(self, timeout_s: float = 30, scale: bool = False) -> None:
+        """Every service's container running and healthy before the deadline, else EnvironmentSetupError."""
+        def sick() -> list[str]:
+            states = {s: self.inspect(s) for s in self.services}
+            dead = [s for s, st in states.items() if st and st.get("status") in ("exited", "dead")]
+            if dead:
+                raise EnvironmentSetupError("unhealthy service", self.diagnose(f"{', '.join(dead)} exited", dead))
+            return [s for s, st in states.items() if st.get("health") != "healthy"]
+        try:
+            wait_until(lambda: not sick(), timeout_s, 0.1, "services healthy", scale=scale, swallow=(NemesisError,))
+        except AssertionError:
+            bad = sick()
+            raise EnvironmentSetupError("unhealthy service", self.diagnose(
+                f"not healthy within {timeout_s:.0f}s: {', '.join(bad)}", bad)) from None
+
+    def diagnose(self, headline: str, services: list[str] | None = None, lines: int = 15) -> str:
+        """Headline plus, per service, its state and last log lines."""
+        out = [headline]
+        for s in services or self.services:
+            st = self.inspect(s)
+            out.append(f"--- {s}: status={st.get('status')} health={st.get('health')} "
+                       f"exit_code={st.get('exit_code')} oom_killed={st.get('oom_killed')}")
+            out += ["    " + ln for ln in self.logs(s).splitlines()[-lines:]]
+        return "\n".join(out)
+
+    def heal(self) -> list[str]:
+        """Unpause, start, reconnect (with aliases) and flush iptables everywhere; returns what was healed."""
+        healed: list[str] = []
+
+        def heal_one(service: str) -> None:
+            st = self.inspect(service)
+            if st.get("paused"):
+                self.unpause(service); healed.append(f"unpause {service}")
+            elif st.get("status") in ("exited", "created", "dead"):
+                self.start(service); healed.append(f"start {service}")
+            for net in NETWORKS[service]:
+                if self.network_name(net) not in (self.inspect(service).get("networks") or {}):
+                    self.connect(service, net); healed.append(f"connect {service} {net}")
+            if service in NET_ADMIN_SERVICES:
+                self.exec(service, ["sh", "-c", "iptables -w -F; iptables -w -X"], check=False)
+        with futures.ThreadPoolExecutor(len(self.services)) as pool:
+            list(pool.map(heal_one, self.services))
+        return healed
+
+    def reset(self, timeout_s: float = 30) -> float:
+        """Known state between scenarios: heal faults, clear jobs and faults, wait until all ready
+        (deadlines scaled by the timeout multiplier)."""
+        start = time.monotonic()
+        self.heal()
+        self.wait_healthy(timeout_s, scale=True)
+        wait_until(lambda: self.clear_faults() or True, 5, 0.05, "admin reset accepted",
+                   swallow=(requests.RequestException,))
+        self.wait_ready(timeout_s)
+        return time.monotonic() - start
+
+
+def sweep(client: Any, run_id: str, project: str | None = None) -> list[str]:
+    """Remove every container, network and volume labelled with the run (safety net); returns failures."""
+    failures: list[str] = []
+    filters = [{"label": f"{label}={run_id}"} for label in RUN_LABELS]
+    if project:
+        filters.append({"label": f"com.docker.compose.project={project}"})
+    for flt in filters:
+        for c in client.containers.list(all=True, filters=flt):
+            try:
+                c.remove(force=True, v=True)
+            except Exception as exc:  # noqa: BLE001 - report, keep sweeping
+                if "No such container" not in str(exc) and "already in progress" not in str(exc):
+                    failures.append(f"container {c.name}: {exc}")
+    for kind in ("networks", "volumes"):
+        for flt in filters:
+            for obj in getattr(client, kind).list(filters=flt):
+                try:
+                    obj.remove(force=True) if kind == "volumes" else obj.remove()
+                except Exception as exc:  # noqa: BLE001
+                    if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
+                        failures.append(f"{kind[:-1]} {obj.name}: {exc}")
+    return failures
+
+
+def leftovers(client: Any, run_id: str) -> dict[str, list[str]]:
+    """Names of containers, networks and volumes still carrying the run's label."""
+    out: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": []}
+    for label in RUN_LABELS:
+        flt = {"label": f"{label}={run_id}"}
+        out["containers"] += [c.name for c in client.containers.list(all=True, filters=flt)]
+        out["networks"] += [n.name for n in client.networks.list(filters=flt)]
+        out["volumes"] += [v.name for v in client.volumes.list(filters=flt)]
+    return out
+
+
+def save_description(desc: dict, path: Path) -> None:
+    path.write_text(json.dumps(desc, indent=1))

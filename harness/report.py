@@ -1,0 +1,195 @@
+"""Run results: summary.json from behave's JSON (+ failures/skips the hooks recorded), the gate
+verdict from gate.yml, JUnit links to failure bundles, an index.html, and the printed summary table."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+FAILED = {"failed", "error", "hook_error", "undefined", "cleanup_error", "traceback"}
+PRIORITIES = ("p0", "p1", "p2")
+DEFAULT_GATE = {"must_pass": ["p0"], "allow_skips": {"p0": False}, "default_allow_skips": True,
+                "flake_budget": 0, "min_scenarios": 1}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """JSON lines of a file ([] when it does not exist)."""
+    if not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def scenarios_from_behave(behave_json: Path) -> list[dict]:
+    """One record per executed scenario: feature, name, tags (feature's included), status, duration."""
+    if not Path(behave_json).exists() or not Path(behave_json).read_text().strip():
+        return []
+    out = []
+    for feature in json.loads(Path(behave_json).read_text()):
+        ftags = [t.lstrip("@") for t in feature.get("tags", [])]
+        for el in feature.get("elements", []):
+            if el.get("type") not in ("scenario", "scenario_outline"):
+                continue
+            steps = el.get("steps", [])
+            duration = sum((s.get("result") or {}).get("duration", 0) or 0 for s in steps)
+            out.append({"feature": feature.get("name"), "scenario": el.get("name"), "location": el.get("location"),
+                        "tags": sorted(set(ftags) | {t.lstrip("@") for t in el.get("tags", [])}),
+                        "status": el.get("status", "untested"), "duration_s": round(duration, 3)})
+    return out
+
+
+def merge(scenarios: list[dict], failures: list[dict], skips: list[dict], elapsed: list[dict] = ()) -> list[dict]:
+    """Attach bundles (a traceback failure turns a passed scenario red), skip reasons, wall times."""
+    by_key = {(s["feature"], s["scenario"]): s for s in scenarios}
+    for e in elapsed:
+        if (e["feature"], e["scenario"]) in by_key:
+            by_key[(e["feature"], e["scenario"])]["elapsed_s"] = e["elapsed_s"]
+    for f in failures:
+        s = by_key.get((f["feature"], f["scenario"]))
+        if s is None:
+            s = {"feature": f["feature"], "scenario": f["scenario"], "tags": [t.lstrip("@") for t in f.get("tags", [])],
+                 "status": f.get("status", "failed"), "duration_s": 0, "location": f.get("location")}
+            scenarios.append(s)
+            by_key[(s["feature"], s["scenario"])] = s
+        s.update(bundle=f.get("bundle"), failed_step=f.get("step"), error=f.get("error"))
+        if s["status"] not in FAILED:
+            s["status"] = f.get("status", "failed")
+    for k in skips:
+        s = by_key.get((k["feature"], k["scenario"]))
+        if s is not None:
+            s.update(status="skipped", skip_reason=k.get("reason"))
+    return scenarios
+
+
+def count(scenarios: list[dict]) -> dict[str, int]:
+    c = {"total": len(scenarios), "passed": 0, "failed": 0, "skipped": 0}
+    for s in scenarios:
+        key = "failed" if s["status"] in FAILED else ("passed" if s["status"] == "passed" else "skipped")
+        c[key] += 1
+    return c
+
+
+def summarize(scenarios: list[dict], meta: dict[str, Any]) -> dict:
+    """summary.json content: totals, counts by tag and by priority, failures, skips, run metadata."""
+    tags = sorted({t for s in scenarios for t in s["tags"]})
+    return {**meta, "totals": count(scenarios),
+            "duration_s": round(sum(s["duration_s"] for s in scenarios), 3),
+            "elapsed_s": round(sum(s.get("elapsed_s", s["duration_s"]) for s in scenarios), 3),
+            "by_tag": {t: count([s for s in scenarios if t in s["tags"]]) for t in tags},
+            "by_priority": {p: count([s for s in scenarios if p in s["tags"]]) for p in PRIORITIES},
+            "failures": [{k: s.get(k) for k in ("feature", "scenario", "status", "bundle", "failed_step", "error", "tags")}
+                         for s in scenarios if s["status"] in FAILED],
+            "skipped": [{"feature": s["feature"], "scenario": s["scenario"], "tags": s["tags"],
+                         "reason": s.get("skip_reason", "skipped by behave")} for s in scenarios if s["status"] == "skipped"],
+            "scenarios": scenarios}
+
+
+def load_gate(path: Path) -> dict:
+    """gate.yml merged over the defaults (defaults when the file is missing)."""
+    policy = dict(DEFAULT_GATE)
+    if Path(path).exists():
+        import yaml
+        policy.update(yaml.safe_load(Path(path).read_text()) or {})
+    return policy
+
+
+def apply_gate(summary: dict, policy: dict) -> dict:
+    """The gate verdict: {'passed': bool, 'reasons': [...]} for the summary under the policy."""
+    reasons: list[str] = []
+    scenarios = summary["scenarios"]
+    if summary["totals"]["total"] < int(policy.get("min_scenarios", 1)):
+        reasons.append(f"only {summary['totals']['total']} scenario(s) ran; the gate needs at least {policy['min_scenarios']}")
+    failed = [s for s in scenarios if s["status"] in FAILED]
+    flaky = [s for s in scenarios if "flaky" in s["tags"]]
+    budget = int(policy.get("flake_budget", 0))
+    counted = [s for s in failed if "flaky" not in s["tags"]]
+    flaky_failed = [s for s in failed if "flaky" in s["tags"]]
+    if len(flaky_failed) > budget:
+        counted += flaky_failed
+        reasons.append(f"{len(flaky_failed)} @flaky failure(s) exceed the flake budget of {budget}")
+    for tag in policy.get("must_pass", []):
+        tag = tag.lstrip("@")
+        bad = [s for s in counted if tag in s["tags"]]
+        if bad:
+            reasons.append(f"@{tag} must pass entirely: {len(bad)} failed ({bad[0]['scenario']!r}...)")
+    if counted:
+        reasons.append(f"{len(counted)} scenario(s) failed")
+    allow = policy.get("allow_skips", {}) or {}
+    for s in scenarios:
+        if s["status"] != "skipped":
+            continue
+        denied = [t for t in s["tags"] if t in allow and not allow[t]]
+        if denied or (not any(t in allow for t in s["tags"]) and not policy.get("default_allow_skips", True)):
+            reasons.append(f"skip not allowed for {s['scenario']!r} (tags {denied or s['tags']})")
+    return {"passed": not reasons, "reasons": reasons, "flaky_seen": len(flaky), "policy": policy}
+
+
+def link_junit(junit_dir: Path, failures: list[dict], run_dir: Path) -> int:
+    """Add a `bundle` property and an [[ATTACHMENT|...]] system-out line to failed testcases; returns count."""
+    linked = 0
+    by_name = {f["scenario"]: f for f in failures if f.get("bundle")}
+    for path in Path(junit_dir).glob("*.xml"):
+        tree = ET.parse(path)
+        changed = False
+        for case in tree.getroot().iter("testcase"):
+            f = by_name.get(case.get("name", "").split(" -- @")[0])
+            if f is None:
+                continue
+            bundle = (Path(run_dir) / f["bundle"]).resolve()
+            props = case.find("properties") if case.find("properties") is not None else ET.SubElement(case, "properties")
+            ET.SubElement(props, "property", name="bundle", value=str(bundle))
+            out = case.find("system-out") if case.find("system-out") is not None else ET.SubElement(case, "system-out")
+            out.text = (out.text or "") + f"\n[[ATTACHMENT|{bundle}]]\nFailure bundle: {bundle}\n"
+            if f.get("status") == "traceback" and case.find("failure") is None and case.find("error") is None:
+                ET.SubElement(case, "failure", message="Traceback in a service log", type="traceback").text = f.get("error")
+            linked += 1
+            changed = True
+        if changed:
+            tree.write(path, encoding="utf-8", xml_declaration=True)
+    return linked
+
+
+def write_index(run_dir: Path, summary: dict) -> Path:
+    """index.html in the run dir: verdict, links to the reports and to every failure bundle."""
+    e = html.escape
+    rows = "".join(f"<tr><td>{e(s['status'])}</td><td>{e(s['feature'])}</td><td>{e(s['scenario'])}</td>"
+                   f"<td>{s['duration_s']:.2f}s</td><td>{'<a href=%s/>bundle</a>' % e(s['bundle']) if s.get('bundle') else e(s.get('skip_reason', ''))}</td></tr>"
+                   for s in summary["scenarios"])
+    gate = summary.get("gate", {})
+    body = (f"<html><head><meta charset='utf-8'><title>Apiary run {e(summary['run_id'])}</title></head><body>"
+            f"<h1>Run {e(summary['run_id'])}: {'PASS' if summary.get('exit_code') == 0 else 'FAIL'}</h1>"
+            f"<p>Gate: {'holds' if gate.get('passed') else 'fails'} {e('; '.join(gate.get('reasons', [])))}</p>"
+            "<p><a href='report.html'>HTML report</a> · <a href='junit/'>JUnit XML</a> · "
+            "<a href='summary.json'>summary.json</a> · <a href='behave.json'>behave.json</a></p>"
+            f"<table border=1 cellpadding=3><tr><th>status</th><th>feature</th><th>scenario</th><th>time</th><th>bundle / reason</th></tr>{rows}</table>"
+            "</body></html>")
+    path = Path(run_dir) / "index.html"
+    path.write_text(body)
+    return path
+
+
+def table(summary: dict) -> str:
+    """The final summary table printed by the runner."""
+    lines = [f"{'status':<10} {'elapsed':>7}  scenario", "-" * 72]
+    for s in summary["scenarios"]:
+        extra = f"  -> {s['bundle']}" if s.get("bundle") else (f"  ({s['skip_reason']})" if s.get("skip_reason") else "")
+        lines.append(f"{s['status'].upper():<10} {s.get('elapsed_s', s['duration_s']):>6.2f}s  {s['feature']} › {s['scenario']}{extra}")
+    t = summary["totals"]
+    lines += ["-" * 72, f"{t['total']} scenarios: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped "
+              f"in {summary['elapsed_s']:.1f}s (steps {summary['duration_s']:.1f}s)"]
+    for p, c in summary["by_priority"].items():
+        if c["total"]:
+            lines.append(f"  @{p}: {c['passed']}/{c['total']} passed, {c['failed']} failed, {c['skipped']} skipped")
+    return "\n".join(lines)
+
+
+def point_latest(report_dir: Path, run_dir: Path) -> None:
+    """reports/latest -> <run-id> (relative symlink, replaced atomically)."""
+    link = Path(report_dir) / "latest"
+    tmp = Path(report_dir) / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(Path(run_dir).name)
+    os.replace(tmp, link)

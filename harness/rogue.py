@@ -1,0 +1,189 @@
+"""Rogue / probe peer: speaks (and deliberately mis-speaks) AMDP/1 to the orchestrator or a hive ROUTER.
+
+Frames are built on the host with services.protocol (plus broken variants); a small self-contained
+script (`probe`, shipped as `python3 -c` source) sends them from a DEALER and reports the replies. On
+the docker backend it runs in a one-off testcontainers container on the target's network, using the
+stack's own image; on the local backend it runs in-process against the router URL.
+"""
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import os
+import uuid
+import zlib
+from typing import Any
+
+from services import protocol as p
+
+MALFORMED_KINDS = ("bad_protocol", "bad_version", "unknown_command", "bad_json", "not_object",
+                   "missing_field", "wrong_frame_count", "too_large")
+EXPECTED_CODE = {"bad_protocol": p.BAD_PROTOCOL, "bad_version": p.UNSUPPORTED_VERSION,
+                 "unknown_command": p.UNKNOWN_COMMAND, "bad_json": p.BAD_BODY, "not_object": p.BAD_BODY,
+                 "missing_field": p.BAD_BODY, "wrong_frame_count": p.BAD_FRAME, "too_large": p.TOO_LARGE}
+ROUTER_PORTS = {"orchestrator": 5555}
+HIVE_ROUTER_PORT = 5556
+
+
+def malformed(kind: str) -> list[bytes]:
+    """Return the DEALER-side frames of one malformed message of `kind` (see MALFORMED_KINDS)."""
+    ready = p.dumps({"role": "hive", "id": "rogue"})
+    frames = {
+        "bad_protocol": [b"XMDP01", p.READY, ready],
+        "bad_version": [p.PROTOCOL + b"99", p.READY, ready],
+        "unknown_command": [p.HEADER, b"\x7f", b"{}"],
+        "bad_json": [p.HEADER, p.READY, b"{not json"],
+        "not_object": [p.HEADER, p.READY, b"[1,2,3]"],
+        "missing_field": [p.HEADER, p.READY, p.dumps({"role": "hive"})],
+        "wrong_frame_count": [p.HEADER, p.READY],
+        "too_large": [p.HEADER, p.READY, b'{"pad":"' + b"x" * (p.MAX_BODY_BYTES + 16) + b'"}'],
+    }
+    if kind not in frames:
+        raise ValueError(f"unknown malformed kind {kind!r}; choose from {MALFORMED_KINDS}")
+    return frames[kind]
+
+
+def ready_frames(role: str, peer_id: str, **body: Any) -> list[bytes]:
+    """A well-formed READY (registration) from a probe hive or worker."""
+    return p.encode(p.READY, {"role": role, "id": peer_id, **body})
+
+
+def step(frames: list[bytes], wait_ms: int = 1500, replies: int = 1) -> dict:
+    """One send-then-collect step of a probe run (frames zlib+base64 encoded: a 1 MiB frame must fit
+    in a container's argv)."""
+    return {"frames": [base64.b64encode(zlib.compress(f)).decode() for f in frames], "wait_ms": wait_ms,
+            "replies": replies}
+
+
+def probe(spec_json: str) -> dict:
+    """Connect a DEALER to spec['endpoint'], run each step (send, collect up to `replies` replies within
+    `wait_ms`, HEARTBEATs skipped), return {"steps": [{"replies": [[hex frames]...]}]}. Self-contained:
+    shipped to containers as source."""
+    import base64 as _b64
+    import json as _json
+    import time as _time
+    import zlib as _zlib
+
+    import zmq as _zmq
+    spec = _json.loads(spec_json)
+    ctx = _zmq.Context()
+    sock = ctx.socket(_zmq.DEALER)
+    sock.setsockopt(_zmq.LINGER, 0)
+    sock.setsockopt(_zmq.IDENTITY, spec["identity"].encode())
+    sock.connect(spec["endpoint"])
+    out = {"endpoint": spec["endpoint"], "steps": []}
+    try:
+        for st in spec["steps"]:
+            sock.send_multipart([_zlib.decompress(_b64.b64decode(f)) for f in st["frames"]])
+            got, deadline = [], _time.monotonic() + st["wait_ms"] / 1000
+            while len(got) < st["replies"]:
+                left = int((deadline - _time.monotonic()) * 1000)
+                if left <= 0 or not sock.poll(left):
+                    break
+                frames = sock.recv_multipart()
+                if len(frames) >= 2 and frames[1] == b"\x05":
+                    continue  # HEARTBEAT from the ROUTER: life, not an answer
+                got.append([f.hex() for f in frames])
+            out["steps"].append({"replies": got})
+    finally:
+        sock.close(0)
+        ctx.term()
+    return out
+
+
+PROBE_SCRIPT = (inspect.getsource(probe) + "\nimport sys, json\nprint(json.dumps(probe(sys.argv[1])), flush=True)\n")
+
+
+def decode_reply(frames_hex: list[str]) -> dict:
+    """Decode one reply into {command, body} (or {error} when even the reply is malformed)."""
+    frames = [bytes.fromhex(h) for h in frames_hex]
+    try:
+        msg = p.decode(frames)
+        return {"command": msg.name, "body": msg.body}
+    except p.ProtocolError as exc:
+        return {"error": exc.code, "reason": exc.reason}
+
+
+class RoguePeer:
+    """Runs probe specs against a service's ROUTER, inside the stack's network when the backend is docker."""
+
+    def __init__(self, cluster: Any, log: Any = None, run_id: str = "", timeout_s: float = 30.0):
+        self.cluster = cluster
+        self.log = log
+        self.run_id = run_id
+        self.timeout_s = timeout_s
+        self._containers: list[Any] = []
+
+    @property
+    def in_containers(self) -> bool:
+        return hasattr(self.cluster, "container_id") and type(self.cluster).__name__ != "LocalCluster" \
+            and getattr(self.cluster, "backend", "docker") != "local"
+
+    def endpoint(self, target: str) -> str:
+        """The ROUTER endpoint of `target` as seen from where the probe runs."""
+        if not self.in_containers:
+            if target == "orchestrator":
+                return self.cluster.router_url
+            finder = getattr(self.cluster, "router_url_of", None)
+            if finder is None:
+                raise RuntimeError(f"the local backend exposes no router URL for {target}")
+            return finder(target)
+        return f"tcp://{target}:{ROUTER_PORTS.get(target, HIVE_ROUTER_PORT)}"
+
+    def network_for(self, target: str) -> str:
+        """Short name of the network the probe joins to reach `target`."""
+        return "control" if target == "orchestrator" else f"{target}-net"
+
+    def run(self, target: str, steps: list[dict], identity: str | None = None) -> list[list[dict]]:
+        """Run steps against target; return, per step, the decoded replies."""
+        identity = identity or f"rogue-{uuid.uuid4().hex[:8]}"
+        spec = json.dumps({"endpoint": self.endpoint(target), "identity": identity, "steps": steps})
+        value = {"target": target, "identity": identity, "steps": len(steps), "in_container": self.in_containers}
+        fn = (lambda: self._run_container(target, spec)) if self.in_containers else (lambda: probe(spec))
+        raw = self.log.run("rogue", value, fn) if self.log is not None else fn()
+        return [[decode_reply(r) for r in st["replies"]] for st in raw["steps"]]
+
+    def send(self, target: str, messages: list[list[bytes]], wait_ms: int = 1500) -> list[list[dict]]:
+        """Send each message (a frame list) and collect up to one reply each."""
+        return self.run(target, [step(m, wait_ms=wait_ms) for m in messages])
+
+    def send_malformed(self, target: str, kinds: tuple[str, ...] = MALFORMED_KINDS) -> dict[str, list[dict]]:
+        """Send one malformed message of each kind; return kind -> decoded replies."""
+        results = self.run(target, [step(malformed(k)) for k in kinds])
+        return dict(zip(kinds, results))
+
+    def register(self, target: str, role: str, peer_id: str, **body: Any) -> list[dict]:
+        """READY then DISCONNECT: the control round trip; returns the replies to READY."""
+        steps = [step(ready_frames(role, peer_id, **body)),
+                 step(p.encode(p.DISCONNECT, {"reason": "probe done"}), wait_ms=200, replies=0)]
+        return self.run(target, steps, identity=peer_id)[0]
+
+    def _run_container(self, target: str, spec: str) -> dict:
+        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")   # no reaper image offline
+        from testcontainers.core.container import DockerContainer
+        import docker
+        client = docker.from_env()
+        image = client.containers.get(self.cluster.container_id("orchestrator")).image.id
+        net = self.cluster.network_name(self.network_for(target))
+        labels = {"io.apiary.role": "rogue-peer", "io.apiary.run-id": str(self.run_id)}
+        container = (DockerContainer(image).with_command(["python3", "-c", PROBE_SCRIPT, spec])
+                     .with_kwargs(network=net, labels=labels, user="apiary"))
+        self._containers.append(container)
+        container.start()
+        wrapped = container.get_wrapped_container()
+        rc = wrapped.wait(timeout=self.timeout_s).get("StatusCode")
+        out = wrapped.logs(stdout=True, stderr=False).decode()
+        err = wrapped.logs(stdout=False, stderr=True).decode()
+        if rc != 0:
+            raise RuntimeError(f"rogue container exited {rc}: {err[-1500:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    def close(self) -> None:
+        """Remove every container this peer started."""
+        while self._containers:
+            c = self._containers.pop()
+            try:
+                c.get_wrapped_container().remove(force=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass

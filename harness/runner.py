@@ -1,0 +1,333 @@
+"""./run-integration-tests.sh: set up images and the stack, run behave with live progress, report,
+apply the gate, and always tear down. Exit 0 pass, 1 scenario/gate failure, 2 environment not set up."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.errors import EnvironmentSetupError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXIT_PASS, EXIT_FAIL, EXIT_ENV = 0, 1, 2
+IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker")
+
+HELP = """\
+Run the Apiary behave features against a fresh stack (docker compose, or local processes).
+
+exit codes: 0 all selected scenarios passed and the gate holds; 1 a scenario failed or the gate
+fails; 2 the environment could not be set up (no engine, build failed, unhealthy service).
+reports: <report-dir>/<run-id>/ (index.html, report.html, junit/, behave.json, summary.json,
+failures/<feature>/<scenario>/); <report-dir>/latest points at the last run.
+examples: ./run-integration-tests.sh --tags @integration
+          ./run-integration-tests.sh --tags '@smoke and not @slow' --keep-up -- --stop
+"""
+
+
+@dataclass
+class Settings:
+    """What the behave process needs to know about the run (passed through APIARY_* env vars)."""
+
+    run_id: str
+    report_dir: str               # the run's directory: reports/<run-id>
+    seed: int = 0
+    timeout_multiplier: float = 1.0
+    backend: str = "docker"
+    keep_up: bool = False
+    stack_file: str = ""
+
+    def to_env(self) -> dict[str, str]:
+        return {f"APIARY_{k.upper()}": str(int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        run_id = env.get("APIARY_RUN_ID") or time.strftime("manual-%Y%m%d-%H%M%S")
+        report_dir = env.get("APIARY_REPORT_DIR") or str(ROOT / "reports" / run_id)
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        return cls(run_id=run_id, report_dir=report_dir, seed=int(env.get("APIARY_SEED", "0") or 0),
+                   timeout_multiplier=float(env.get("APIARY_TIMEOUT_MULTIPLIER", "1") or 1),
+                   backend=env.get("APIARY_BACKEND", "docker"), keep_up=env.get("APIARY_KEEP_UP", "0") == "1",
+                   stack_file=env.get("APIARY_STACK_FILE", ""))
+
+
+def open_cluster(settings: Settings):
+    """The stack for the behave process: attach to the runner's compose stack, or start local processes."""
+    if settings.backend == "local":
+        from harness.local import LocalCluster
+        cluster = LocalCluster(settings.run_id, Path(settings.report_dir) / "local")
+        cluster.up(30 * settings.timeout_multiplier)
+        cluster.wait_ready(20)
+        return cluster
+    from harness.cluster import Cluster
+    if not settings.stack_file or not Path(settings.stack_file).exists():
+        raise EnvironmentSetupError("no stack", "APIARY_STACK_FILE is not set: run through ./run-integration-tests.sh")
+    return Cluster.attach(json.loads(Path(settings.stack_file).read_text()))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options before `--`; everything after it goes to behave."""
+    behave_args: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, behave_args = argv[:at], argv[at + 1:]
+    p = argparse.ArgumentParser(prog="run-integration-tests.sh", description=HELP,
+                                usage="%(prog)s [--tags EXPR]... [--backend docker|local] [--build|--no-build] [--keep-up]\n"
+                                      "       [--report-dir DIR] [--seed N] [--fail-fast] [--timeout-multiplier X] [-- <behave args>]",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tags", action="append", metavar="EXPR",
+                   help="behave tag expression; repeat to AND them (default: @integration)")
+    p.add_argument("--backend", choices=("docker", "local"),
+                   help="docker (compose stack) or local (processes on 127.0.0.1); default: docker when an "
+                        "engine answers, else local (scenarios tagged @container are then skipped)")
+    b = p.add_mutually_exclusive_group()
+    b.add_argument("--build", dest="build", action="store_true", default=True,
+                   help="build images first (default; cached layers make it a few seconds)")
+    b.add_argument("--no-build", dest="build", action="store_false", help="use the existing apiary/* images")
+    p.add_argument("--keep-up", action="store_true", help="leave the stack running; print how to reach and remove it")
+    p.add_argument("--report-dir", default=str(ROOT / "reports"), metavar="DIR", help="where run directories go (default: reports/)")
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="seed for randomized steps (default: random, recorded)")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
+    p.add_argument("--timeout-multiplier", type=float, default=1.0, metavar="X",
+                   help="scale every wait/deadline (slow machines: 2); also env APIARY_TIMEOUT_MULTIPLIER")
+    args = p.parse_args(argv)
+    args.behave_args = behave_args
+    args.tags = args.tags or ["@integration"]
+    return args
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM reached the runner."""
+
+
+def on_signal(signum, _frame):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # teardown must finish: ignore further signals
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def choose_backend(args) -> str:
+    """docker when asked or when an engine answers; else local with one line saying so."""
+    if args.backend == "local":
+        return "local"
+    from harness.cluster import docker_client
+    try:
+        docker_client(10)
+        return "docker"
+    except EnvironmentSetupError as exc:
+        if args.backend == "docker":
+            raise
+        say(f"No Docker engine reachable ({exc.detail}): running the features against local processes (--backend local).")
+        return "local"
+
+
+def build_images(run_dir: Path, build: bool) -> dict[str, str]:
+    """Build (cached) or check the images; returns image ids. EnvironmentSetupError names what failed."""
+    import docker
+    if build:
+        say("Building images (wheelhouse, base, 3 services; cached layers are reused)...")
+        log = run_dir / "build.log"
+        start = time.monotonic()
+        with open(log, "w") as fh:
+            env = dict(os.environ, APIARY_HOST_PYTHON=os.environ.get("APIARY_HOST_PYTHON", sys.executable))
+            rc = subprocess.run([str(ROOT / "scripts" / "build-images.sh")], cwd=ROOT, env=env, stdout=fh,
+                                stderr=subprocess.STDOUT).returncode
+        if rc != 0:
+            tail = "\n".join(log.read_text().splitlines()[-25:])
+            raise EnvironmentSetupError("build failed", f"scripts/build-images.sh exited {rc} (full log {log}):\n{tail}")
+        say(f"Images ready in {time.monotonic() - start:.1f}s")
+    client = docker.from_env()
+    ids = {}
+    for image in IMAGES:
+        try:
+            ids[image] = client.images.get(f"{image}:{os.environ.get('APIARY_IMAGE_TAG', 'local')}").id
+        except docker.errors.ImageNotFound:
+            raise EnvironmentSetupError("image missing", f"{image} is not built (run without --no-build)") from None
+    return ids
+
+
+def behave_command(args, run_dir: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "behave", str(ROOT / "features"), "--no-skipped", "--no-summary", "--no-capture-stderr",
+           "-f", "json", "-o", str(run_dir / "behave.json"),     # -o pairs with -f in order: stdout last
+           "-f", "behave_html_pretty_formatter:PrettyHTMLFormatter", "-o", str(run_dir / "report.html"),
+           "-f", "harness.progress:ProgressFormatter",
+           "--junit", "--junit-directory", str(run_dir / "junit")]
+    for expr in args.tags:
+        cmd += ["--tags", expr]
+    if args.fail_fast:
+        cmd.append("--stop")
+    return cmd + args.behave_args
+
+
+def run_behave(cmd: list[str], env: dict) -> int:
+    """Run behave in its own session; on an interrupt forward SIGINT, then SIGKILL after 15 s."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        return proc.wait()
+    except Interrupted:
+        say("Interrupted: stopping behave...")
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(15)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+
+
+def git_revision() -> str:
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    return proc.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if proc.returncode == 0 else "unknown"
+
+
+def finish_report(args, settings: Settings, run_dir: Path, meta: dict, behave_rc: int | None) -> int:
+    """summary.json, gate verdict, JUnit links, index.html, the printed table; returns the exit code."""
+    from harness import report
+    scenarios = report.merge(report.scenarios_from_behave(run_dir / "behave.json"),
+                             report.read_jsonl(run_dir / "failures.jsonl"), report.read_jsonl(run_dir / "skips.jsonl"),
+                             report.read_jsonl(run_dir / "elapsed.jsonl"))
+    summary = report.summarize(scenarios, meta)
+    gate = report.apply_gate(summary, report.load_gate(ROOT / "gate.yml"))
+    if behave_rc not in (0, None) and summary["totals"]["failed"] == 0:
+        gate["passed"] = False
+        gate["reasons"].append(f"behave exited {behave_rc} (hook or run error; see the output above)")
+    summary["gate"] = gate
+    code = EXIT_PASS if gate["passed"] and summary["totals"]["failed"] == 0 else EXIT_FAIL
+    summary["exit_code"] = code
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if (run_dir / "junit").exists():
+        report.link_junit(run_dir / "junit", summary["failures"], run_dir)
+    report.write_index(run_dir, summary)
+    say("\n" + report.table(summary))
+    say(f"Gate: {'HOLDS' if gate['passed'] else 'FAILS'}" + "".join(f"\n  - {r}" for r in gate["reasons"]))
+    say(f"Reports: {run_dir}/index.html  (summary.json, report.html, junit/, failures/)")
+    return code
+
+
+def teardown(settings: Settings, cluster, run_dir: Path) -> bool:
+    """Remove everything of the run (compose down -v, label sweep / kill local leftovers); True when clean."""
+    if settings.backend == "local":
+        from harness.local import kill_leftovers
+        killed = kill_leftovers(run_dir / "local")
+        if killed:
+            say(f"Killed {len(killed)} leftover local service process(es)")
+        return True
+    from harness.cluster import Cluster, docker_client, leftovers, sweep
+    start = time.monotonic()
+    client = cluster.client if cluster is not None else docker_client()
+    cluster = cluster or Cluster(settings.run_id, client=client)
+    failures = cluster.down()
+    left = leftovers(client, settings.run_id)
+    if any(left.values()):
+        failures += sweep(client, settings.run_id, cluster.project)
+        left = leftovers(client, settings.run_id)
+    clean = not any(left.values())
+    say(f"Teardown {'complete' if clean else 'INCOMPLETE'} in {time.monotonic() - start:.1f}s"
+        + ("" if clean else f": still present {left} {failures}"))
+    return clean
+
+
+def print_keep_up(settings: Settings, cluster, run_dir: Path) -> None:
+    if settings.backend == "local":
+        state = json.loads((run_dir / "local" / "local-stack.json").read_text()) if (run_dir / "local" / "local-stack.json").exists() else {}
+        pids = " ".join(str(p) for p in state.get("pids", {}).values())
+        say(f"--keep-up: local services still running (ports {state.get('ports')}).\n  Remove: kill {pids}")
+        return
+    say(f"--keep-up: the stack stays up (project {cluster.project}).\n"
+        f"  API:     {cluster.api_url}   (admin key: {cluster.api_keys.get('admin')})\n"
+        f"  events:  {cluster.events_url}   router: {cluster.router_url}\n"
+        f"  ps:      {' '.join(cluster.compose_cmd)} -p {cluster.project} -f docker-compose.integration.yml ps\n"
+        f"  a fault: docker network disconnect {cluster.network_name('control')} $(docker ps -qf label=com.docker.compose.project={cluster.project} -f label=com.docker.compose.service=hive-a)\n"
+        f"  remove:  {' '.join(cluster.compose_cmd)} -p {cluster.project} -f docker-compose.integration.yml down -v --remove-orphans\n"
+        f"           (safety net: docker rm -f $(docker ps -aq -f label=io.apiary.run={settings.run_id}); "
+        f"docker network prune -f --filter label=io.apiary.run={settings.run_id}; docker volume prune -f --filter label=io.apiary.run={settings.run_id})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    from harness import report
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    report_dir = Path(args.report_dir).resolve()
+    run_dir = report_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report.point_latest(report_dir, run_dir)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    settings = Settings(run_id=run_id, report_dir=str(run_dir), seed=seed, timeout_multiplier=args.timeout_multiplier,
+                        keep_up=args.keep_up, stack_file=str(run_dir / "stack.json"))
+    os.environ["APIARY_TIMEOUT_MULTIPLIER"] = str(args.timeout_multiplier)
+    say(f"Apiary integration run {run_id} (seed {seed}, tags {' and '.join(args.tags)}) -> {run_dir}")
+    meta = {"run_id": run_id, "seed": seed, "tags": args.tags, "git_revision": git_revision(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timeout_multiplier": args.timeout_multiplier}
+    cluster, code, timings = None, EXIT_ENV, {}
+    try:
+        settings.backend = choose_backend(args)
+        meta["backend"] = settings.backend
+        if settings.backend == "docker":
+            from harness.cluster import Cluster
+            meta["images"] = build_images(run_dir, args.build)
+            cluster = Cluster(run_id, image_tag=os.environ.get("APIARY_IMAGE_TAG", "local"))
+            meta["compose"] = " ".join(cluster.compose_cmd)
+            say(f"Starting the stack (project {cluster.project}, {meta['compose']})...")
+            timings["up_s"] = round(cluster.up(120 * args.timeout_multiplier), 2)
+            try:
+                cluster.wait_ready(30)
+            except AssertionError as exc:
+                raise EnvironmentSetupError("cluster not ready", f"{exc}\n{cluster.diagnose('state:')}") from None
+            say(f"Stack healthy in {timings['up_s']:.1f}s; API {cluster.api_url}")
+            (run_dir / "stack.json").write_text(json.dumps(cluster.describe(), indent=1))
+        meta["timings"] = timings
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **settings.to_env())
+        rc = run_behave(behave_command(args, run_dir), env)
+        if (run_dir / "env-error.json").exists():
+            err = json.loads((run_dir / "env-error.json").read_text())
+            raise EnvironmentSetupError(err["what"], err["detail"])
+        code = finish_report(args, settings, run_dir, meta, rc)
+    except EnvironmentSetupError as exc:
+        say(f"ERROR: environment could not be set up: {exc.what}\n{exc.detail}")
+        (run_dir / "env-error.json").write_text(json.dumps({"what": exc.what, "detail": exc.detail}))
+        (run_dir / "summary.json").write_text(json.dumps({**meta, "exit_code": EXIT_ENV, "environment_error": exc.what,
+                                                           "detail": exc.detail}, indent=1, default=str))
+        code = EXIT_ENV
+    except Interrupted as exc:
+        say(f"Interrupted by {exc}: tearing down.")
+        code = 130 if str(exc) == "SIGINT" else 143
+    except Exception as exc:  # noqa: BLE001 - the runner never exits 0 on an unexpected error
+        import traceback
+        traceback.print_exc()
+        say(f"ERROR: runner failed: {exc!r}")
+        code = EXIT_ENV
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if args.keep_up and cluster is not None or (args.keep_up and settings.backend == "local"):
+            print_keep_up(settings, cluster, run_dir)
+        elif settings.backend == "docker" and cluster is None and code == EXIT_ENV and "images" not in meta:
+            pass   # nothing was started
+        else:
+            try:
+                if not teardown(settings, cluster, run_dir) and code == EXIT_PASS:
+                    code = EXIT_ENV
+            except Exception as exc:  # noqa: BLE001
+                say(f"ERROR: teardown failed: {exc!r}")
+                code = code or EXIT_ENV
+        report.point_latest(report_dir, run_dir)
+    say(f"Exit code {code}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
