@@ -1,0 +1,1 @@
+"""Tests of the harness: runner, cluster helpers, reports, gate, waits."""
