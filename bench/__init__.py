@@ -1,0 +1,1 @@
+"""Apiary package."""

@@ -1,0 +1,104 @@
+"""Environment benchmark (`python -m bench.environment [--cold]`): cold build incl. base bootstrap
+(with --cold: a base bootstrapped under a throwaway name, so no layer is cached), rebuild after a
+one-line service change (in a scratch copy), stack up to healthy, per-scenario reset, teardown.
+Writes reports/bench/environment.json. Uses the `bench` tag and removes its own images afterwards:
+images of other runs (apiary/*:local, the shared base) are never removed."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"cold_build_s": 180, "rebuild_s": 15, "up_s": 5, "reset_s": 1, "teardown_s": 5}
+TAG = "bench"
+
+
+def build(context: Path, env: dict) -> float:
+    """Run scripts/build-images.sh on a context; returns seconds (raises with the output on failure)."""
+    start = time.monotonic()
+    proc = subprocess.run([str(ROOT / "scripts" / "build-images.sh"), str(context)], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"build failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return time.monotonic() - start
+
+
+def copy_context(dest: Path) -> Path:
+    """A scratch copy of what the images need (services/, docker/, requirements) to edit freely."""
+    for name in ("services", "docker", "requirements"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def measure(args) -> dict:
+    from harness.cluster import Cluster, docker_client, sweep
+    client = docker_client()
+    env = dict(os.environ, APIARY_IMAGE_TAG=TAG)
+    result: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets_s": TARGETS,
+                    "load_avg_at_start": os.getloadavg(), "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="apiary-bench-") as tmp:
+        context = copy_context(Path(tmp))
+        if args.cold:   # a base under a throwaway name: nothing above it can come from the cache
+            cold_env = dict(env, APIARY_BASE_REPO=f"apiary-base-bench-{secrets.token_hex(3)}")
+            result["cold_build_s"] = round(build(context, cold_env), 2)
+            result["cold_base"] = cold_env["APIARY_BASE_REPO"]
+        else:
+            build(context, env)                       # warm: identical content hits the cache
+        with open(context / "services" / "orchestrator" / "__init__.py", "a") as fh:
+            fh.write(f"# bench {secrets.token_hex(4)}\n")   # the one-line service change
+        result["rebuild_s"] = round(build(context, env), 2)
+    cluster = Cluster("bench-" + secrets.token_hex(3), image_tag=TAG, client=client)
+    try:
+        result["up_s"] = round(cluster.up(120), 2)
+        start = time.monotonic()
+        cluster.wait_ready(60)
+        result["ready_after_healthy_s"] = round(time.monotonic() - start, 2)
+        resets = [cluster.reset() for _ in range(args.rounds)]
+        result["reset_s"] = round(statistics.median(resets), 3)
+        result["reset_max_s"] = round(max(resets), 3)
+        cluster.pause("worker-b1")
+        cluster.disconnect("hive-a", "control")
+        result["reset_after_pause_and_partition_s"] = round(cluster.reset(), 3)
+    finally:
+        start = time.monotonic()
+        leftover = cluster.down()
+        result["teardown_s"] = round(time.monotonic() - start, 2)
+        leftover += sweep(client, cluster.run_id, cluster.project)
+        result["teardown_leftovers"] = leftover
+    refs = [f"apiary/{svc}:{TAG}" for svc in ("orchestrator", "worker-manager", "mock-worker")]
+    refs += [t for img in client.images.list(name=result.get("cold_base", "-none-")) for t in img.tags]
+    for ref in refs:   # the bench's own tags only (layers shared with :local stay)
+        try:
+            client.images.remove(ref)
+        except Exception:  # noqa: BLE001
+            pass
+    client.images.prune(filters={"dangling": True, "label": "io.apiary.project=apiary"})
+    result["meets_targets"] = {k: result[k] <= v for k, v in TARGETS.items() if k in result}
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--cold", action="store_true",
+                   help="also measure a cold build incl. the debootstrap base (~2 min; needs root and the Debian mirror)")
+    p.add_argument("--rounds", type=int, default=10, help="reset rounds (median reported)")
+    p.add_argument("--out", default=str(ROOT / "reports" / "bench" / "environment.json"))
+    args = p.parse_args()
+    result = measure(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
