@@ -1,5 +1,6 @@
 """behave hooks: attach to (or start) the run's stack, reset it between scenarios, hang a World on the
-context, fail a scenario whose services logged a traceback, and write a bundle for every failure."""
+context, fail a scenario whose services logged a traceback or that outlives its limit, and write a
+bundle for every failure."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 from behave.fixture import fixture, use_fixture_by_tag
 
 from harness.cluster import TRACEBACK
+from harness.deadline import SCENARIO_LIMIT_S, ScenarioWatchdog
 from harness.errors import EnvironmentSetupError
 from harness.gather import bundle_dir, failed_step_text, write_bundle
 from harness.runner import Settings, open_cluster
@@ -53,6 +55,8 @@ FIXTURES = {"fixture.fresh_stack": fresh_stack, "fresh_stack": fresh_stack}
 
 def before_all(context):
     context.settings = Settings.from_env()
+    context.watchdog = ScenarioWatchdog(SCENARIO_LIMIT_S * context.settings.timeout_multiplier,
+                                        Path(context.settings.report_dir) / "stacks")
     try:
         context.cluster = open_cluster(context.settings)
     except EnvironmentSetupError as exc:
@@ -86,9 +90,11 @@ def before_scenario(context, scenario):
         raise
     if World is not None:
         context.world = World(context.cluster, context.settings)
+    context.watchdog.arm(scenario.name)
 
 
 def after_scenario(context, scenario):
+    context.watchdog.disarm()
     world = getattr(context, "world", None)
     if world is None:
         return

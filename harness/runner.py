@@ -13,11 +13,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.deadline import RUN_LIMIT_S, wait_with_deadline
 from harness.errors import EnvironmentSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXIT_PASS, EXIT_FAIL, EXIT_ENV = 0, 1, 2
 IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker")
+BUILD_LIMIT_S = 30 * 60.0    # cold build incl. debootstrap takes ~2 min here
 
 HELP = """\
 Run the Apiary behave features against a fresh stack (docker compose, or local processes).
@@ -80,7 +82,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         argv, behave_args = argv[:at], argv[at + 1:]
     p = argparse.ArgumentParser(prog="run-integration-tests.sh", description=HELP,
                                 usage="%(prog)s [--tags EXPR]... [--backend docker|local] [--build|--no-build] [--keep-up]\n"
-                                      "       [--report-dir DIR] [--seed N] [--fail-fast] [--timeout-multiplier X] [-- <behave args>]",
+                                      "       [--report-dir DIR] [--seed N] [--fail-fast] [--timeout-multiplier X]\n"
+                                      "       [--max-minutes M] [-- <behave args>]",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tags", action="append", metavar="EXPR",
                    help="behave tag expression; repeat to AND them (default: @integration)")
@@ -97,6 +100,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
     p.add_argument("--timeout-multiplier", type=float, default=1.0, metavar="X",
                    help="scale every wait/deadline (slow machines: 2); also env APIARY_TIMEOUT_MULTIPLIER")
+    p.add_argument("--max-minutes", type=float, default=RUN_LIMIT_S / 60, metavar="M",
+                   help="interrupt behave after M minutes (times the multiplier) and fail the run "
+                        f"(default {RUN_LIMIT_S / 60:.0f}; each scenario also has its own limit)")
     args = p.parse_args(argv)
     args.behave_args = behave_args
     args.tags = args.tags or ["@integration"]
@@ -141,8 +147,12 @@ def build_images(run_dir: Path, build: bool) -> dict[str, str]:
         start = time.monotonic()
         with open(log, "w") as fh:
             env = dict(os.environ, APIARY_HOST_PYTHON=os.environ.get("APIARY_HOST_PYTHON", sys.executable))
-            rc = subprocess.run([str(ROOT / "scripts" / "build-images.sh")], cwd=ROOT, env=env, stdout=fh,
-                                stderr=subprocess.STDOUT).returncode
+            proc = subprocess.Popen([str(ROOT / "scripts" / "build-images.sh")], cwd=ROOT, env=env, stdout=fh,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            rc, overran = wait_with_deadline(proc, BUILD_LIMIT_S, grace_s=10)
+        if overran:
+            raise EnvironmentSetupError("build timed out", f"scripts/build-images.sh did not finish within "
+                                        f"{BUILD_LIMIT_S / 60:.0f} min and was stopped (full log {log})")
         if rc != 0:
             tail = "\n".join(log.read_text().splitlines()[-25:])
             raise EnvironmentSetupError("build failed", f"scripts/build-images.sh exited {rc} (full log {log}):\n{tail}")
@@ -170,11 +180,15 @@ def behave_command(args, run_dir: Path) -> list[str]:
     return cmd + args.behave_args
 
 
-def run_behave(cmd: list[str], env: dict) -> int:
-    """Run behave in its own session; on an interrupt forward SIGINT, then SIGKILL after 15 s."""
+def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict) -> int:
+    """Run behave in its own session within `limit_s`; on an interrupt forward SIGINT, then SIGKILL after 15 s."""
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
-        return proc.wait()
+        rc, overran = wait_with_deadline(proc, limit_s)
+        if overran:
+            meta["run_limit_exceeded"] = f"behave did not finish within {limit_s / 60:.0f} min and was stopped"
+            say(f"ERROR: {meta['run_limit_exceeded']} (rc {rc})")
+        return rc
     except Interrupted:
         say("Interrupted: stopping behave...")
         try:
@@ -200,7 +214,10 @@ def finish_report(args, settings: Settings, run_dir: Path, meta: dict, behave_rc
                              report.read_jsonl(run_dir / "elapsed.jsonl"))
     summary = report.summarize(scenarios, meta)
     gate = report.apply_gate(summary, report.load_gate(ROOT / "gate.yml"))
-    if behave_rc not in (0, None) and summary["totals"]["failed"] == 0:
+    if meta.get("run_limit_exceeded"):
+        gate["passed"] = False
+        gate["reasons"].append(meta["run_limit_exceeded"] + " (scenarios not reached are missing from the totals)")
+    elif behave_rc not in (0, None) and summary["totals"]["failed"] == 0:
         gate["passed"] = False
         gate["reasons"].append(f"behave exited {behave_rc} (hook or run error; see the output above)")
     summary["gate"] = gate
@@ -291,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             (run_dir / "stack.json").write_text(json.dumps(cluster.describe(), indent=1))
         meta["timings"] = timings
         env = dict(os.environ, PYTHONPATH=str(ROOT), **settings.to_env())
-        rc = run_behave(behave_command(args, run_dir), env)
+        rc = run_behave(behave_command(args, run_dir), env, args.max_minutes * 60 * args.timeout_multiplier, meta)
         if (run_dir / "env-error.json").exists():
             err = json.loads((run_dir / "env-error.json").read_text())
             raise EnvironmentSetupError(err["what"], err["detail"])

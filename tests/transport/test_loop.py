@@ -1,5 +1,6 @@
 """LoopSocket: ZeroMQ I/O on the asyncio loop without zmq.asyncio — no lost edge, bounded bursts, errors reported."""
 import asyncio
+import socket
 
 import pytest
 import zmq
@@ -88,14 +89,18 @@ def test_send_when_connected_waits_for_the_peer_and_close_cancels():
     """Frames for a DEALER with no connection yet wait, are delivered once the ROUTER binds; close cancels."""
     async def main():
         ctx = zmq.Context()
-        probe = ctx.socket(zmq.ROUTER)
-        port = probe.bind_to_random_port("tcp://127.0.0.1")
-        probe.close(linger=0)
+        # Hold the port with a bound, never-listening socket: connects are refused, and the kernel
+        # cannot hand the port out as the DEALER's own source port (a TCP self-connect would
+        # complete a DEALER-to-itself handshake and "deliver" the frames with no ROUTER at all).
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
         dealer = LoopSocket(make_dealer(ctx, "late", f"tcp://127.0.0.1:{port}"), lambda parts: None)
         fut = dealer.send_when_connected([b"hello"])
         await asyncio.sleep(0.2)
         assert not fut.done(), "no peer yet: the frames must wait"
         got: list[list] = []
+        holder.close()
         router = LoopSocket(make_router(ctx, f"tcp://127.0.0.1:{port}"), got.append)
         await asyncio.wait_for(fut, 10)
         await _until(lambda: got, 5, "the waiting frames to reach the ROUTER")
