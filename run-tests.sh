@@ -8,13 +8,22 @@ cd "$(dirname "$0")"
 # Set-up (venv from requirements/dev.txt, refreshed when requirements change) lives in one place:
 ./run-integration-tests.sh --help >/dev/null || { echo "ERROR: harness set-up failed" >&2; exit 2; }
 
+# Time budget for the whole command (CI allows 90 min): the unit tests get at most 30 min, and the
+# suite's behave phase whatever is left minus 12 min for build, stack start and teardown (max 45).
+# (--foreground keeps Ctrl-C reaching pytest.)
+BUDGET_MIN="${APIARY_TEST_BUDGET_MIN:-80}"
+start=$SECONDS
+
 echo "== unit tests (pytest tests/)"
-.venv/bin/python -m pytest tests/
+timeout --foreground -k 30 30m .venv/bin/python -m pytest tests/
 unit=$?
 if [[ $unit -eq 5 ]]; then echo "ERROR: pytest collected no tests" >&2; unit=1; fi
+if [[ $unit -eq 124 || $unit -eq 137 ]]; then echo "ERROR: the unit tests did not finish within 30 min" >&2; fi
 
-echo "== integration suite (./run-integration-tests.sh --tags @integration $*)"
-./run-integration-tests.sh --tags @integration "$@"
+left_min=$(( (BUDGET_MIN * 60 - (SECONDS - start)) / 60 - 12 ))
+max_min=$(( left_min > 45 ? 45 : (left_min < 5 ? 5 : left_min) ))
+echo "== integration suite (./run-integration-tests.sh --tags @integration --max-minutes $max_min $*)"
+./run-integration-tests.sh --tags @integration --max-minutes "$max_min" "$@"
 integ=$?
 
 echo "== result: unit tests exit $unit, integration suite exit $integ"

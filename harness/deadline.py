@@ -11,6 +11,7 @@ import faulthandler
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class ScenarioWatchdog:
             fh.write(f"scenario {self.scenario!r} exceeded {self.limit_s:g}s; stacks of every thread:\n")
             fh.flush()
             faulthandler.dump_traceback(fh, all_threads=True)
+        print(f"scenario {self.scenario!r} exceeded {self.limit_s:g}s; stacks of every thread:", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(sys.stderr, all_threads=True)
         raise ScenarioTimeout(f"scenario {self.scenario!r} did not finish within {self.limit_s:g}s "
                               f"(the step in progress was interrupted; thread stacks in {path})")
 

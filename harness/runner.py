@@ -186,7 +186,7 @@ def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict) -> int:
     try:
         rc, overran = wait_with_deadline(proc, limit_s)
         if overran:
-            meta["run_limit_exceeded"] = f"behave did not finish within {limit_s / 60:.0f} min and was stopped"
+            meta["run_limit_exceeded"] = f"behave did not finish within {limit_s / 60:g} min and was stopped"
             say(f"ERROR: {meta['run_limit_exceeded']} (rc {rc})")
         return rc
     except Interrupted:
