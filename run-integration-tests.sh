@@ -26,5 +26,12 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$HASH" ]
   echo "$HASH" > "$STAMP"
 fi
 
+# Compose v2 (preferred) when the machine has only v1: a project-local binary from Debian's mirror,
+# fetched once (scripts/get-compose-v2.sh). Without it the harness uses docker-compose v1.
+if [[ -z "${APIARY_COMPOSE:-}" && "${APIARY_COMPOSE_V2:-1}" != 0 && ! -x .tools/docker-compose ]] \
+   && command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  scripts/get-compose-v2.sh >/dev/null || echo "[setup] Compose v2 not available (see above): using docker-compose v1" >&2
+fi
+
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec "$VENV/bin/python" -m harness.runner "$@"

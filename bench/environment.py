@@ -1,6 +1,8 @@
 """Environment benchmark (`python -m bench.environment [--cold]`): cold build incl. base bootstrap
 (with --cold: a base bootstrapped under a throwaway name, so no layer is cached), rebuild after a
-one-line service change (in a scratch copy), stack up to healthy, per-scenario reset, teardown.
+one-line service change (in a scratch copy), stack up to healthy (rounds alternating between the
+harness's Compose v2 ordered start and Compose v1 `up -d`, medians side by side), per-scenario reset,
+teardown.
 Writes reports/bench/environment.json. Uses the `bench` tag and removes its own images afterwards:
 images of other runs (apiary/*:local, the shared base) are never removed."""
 from __future__ import annotations
@@ -55,9 +57,10 @@ def measure(args) -> dict:
         with open(context / "services" / "orchestrator" / "__init__.py", "a") as fh:
             fh.write(f"# bench {secrets.token_hex(4)}\n")   # the one-line service change
         result["rebuild_s"] = round(build(context, env), 2)
+    result.update(measure_up(client, args.up_rounds))
     cluster = Cluster("bench-" + secrets.token_hex(3), image_tag=TAG, client=client)
     try:
-        result["up_s"] = round(cluster.up(120), 2)
+        cluster.up(120)
         start = time.monotonic()
         cluster.wait_ready(60)
         result["ready_after_healthy_s"] = round(time.monotonic() - start, 2)
@@ -73,7 +76,7 @@ def measure(args) -> dict:
         result["teardown_s"] = round(time.monotonic() - start, 2)
         leftover += sweep(client, cluster.run_id, cluster.project)
         result["teardown_leftovers"] = leftover
-    refs = [f"apiary/{svc}:{TAG}" for svc in ("orchestrator", "worker-manager", "mock-worker")]
+    refs = [f"apiary/{svc}:{TAG}" for svc in ("orchestrator", "worker-manager", "mock-worker", "runtime", "deps")]
     refs += [t for img in client.images.list(name=result.get("cold_base", "-none-")) for t in img.tags]
     for ref in refs:   # the bench's own tags only (layers shared with :local stay)
         try:
@@ -85,11 +88,43 @@ def measure(args) -> dict:
     return result
 
 
+def measure_up(client, rounds: int) -> dict:
+    """Stack up to all healthy, `rounds` times per compose generation present, alternating; medians."""
+    from harness.cluster import LOCAL_COMPOSE_V2, Cluster, compose_major
+    kinds = {}
+    for name, cmd in (("v2", ["docker", "compose"]), ("v2", [str(LOCAL_COMPOSE_V2)]), ("v1", ["docker-compose"])):
+        if name not in kinds and shutil.which(cmd[0]) and compose_major(cmd) == int(name[1]):
+            kinds[name] = cmd
+    samples: dict[str, list[float]] = {k: [] for k in kinds}
+    levels: list = []
+    for i in range(rounds):
+        for name, cmd in kinds.items():
+            cluster = Cluster(f"bench-up{i}{name}-" + secrets.token_hex(2), compose=cmd, image_tag=TAG, client=client)
+            try:
+                samples[name].append(round(cluster.up(120), 2))
+                levels += [cluster.startup] if cluster.startup else []
+            finally:
+                cluster.down()
+    out = {"up_samples_s": samples, "up_compose": {k: " ".join(v) for k, v in kinds.items()},
+           "up_median_s": {k: statistics.median(v) for k, v in samples.items() if v}}
+    main_kind = "v2" if "v2" in samples else "v1"
+    out["up_s"] = out["up_median_s"][main_kind]
+    if "v1" in samples and "v2" in samples:
+        out["up_v1_over_v2"] = round(out["up_median_s"]["v1"] / out["up_median_s"]["v2"], 2)
+    if levels:   # per depends_on level: container start and time to /health, medians over the v2 rounds
+        out["up_v2_levels"] = [{"services": lvl["services"],
+                                "start_s": statistics.median(r[n]["start_s"] for r in levels),
+                                "healthy_s": statistics.median(r[n]["healthy_s"] for r in levels)}
+                               for n, lvl in enumerate(levels[0])]
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--cold", action="store_true",
                    help="also measure a cold build incl. the debootstrap base (~2 min; needs root and the Debian mirror)")
     p.add_argument("--rounds", type=int, default=10, help="reset rounds (median reported)")
+    p.add_argument("--up-rounds", type=int, default=5, help="stack-up rounds per compose generation (medians reported)")
     p.add_argument("--out", default=str(ROOT / "reports" / "bench" / "environment.json"))
     args = p.parse_args()
     result = measure(args)

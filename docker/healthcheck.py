@@ -1,8 +1,10 @@
-"""Container HEALTHCHECK: exit 0 when GET /health on 127.0.0.1:<port> answers 200 (no curl needed)."""
+"""Container HEALTHCHECK: exit 0 when GET /health on 127.0.0.1:<port> answers 200 (no curl needed).
+Port: the first argument, else $APIARY_HTTP_PORT (set by each service image), else 8080."""
+import os
 import socket
 import sys
 
-port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
+port = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("APIARY_HTTP_PORT") or 8080)
 path = sys.argv[2] if len(sys.argv) > 2 else "/health"
 try:
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:

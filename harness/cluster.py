@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
+from harness.startup import dependency_levels, http_healthy, start_container, start_in_order
 from harness.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,16 +56,30 @@ def project_name(run_id: str) -> str:
     return "apiary-" + re.sub(r"[^a-z0-9-]", "", run_id.lower())
 
 
+LOCAL_COMPOSE_V2 = ROOT / ".tools" / "docker-compose"   # fetched by scripts/get-compose-v2.sh
+
+
 def compose_command() -> list[str]:
-    """`docker compose` (v2) when it answers, else `docker-compose` (v1); EnvironmentSetupError if neither."""
-    try:
-        if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=20).returncode == 0:
-            return ["docker", "compose"]
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    """$APIARY_COMPOSE when set, else Compose v2 (`docker compose`, or the project-local binary), else
+    `docker-compose` (v1); EnvironmentSetupError if there is none."""
+    if os.environ.get("APIARY_COMPOSE"):
+        return os.environ["APIARY_COMPOSE"].split()
+    for cmd in (["docker", "compose"], [str(LOCAL_COMPOSE_V2)]):
+        if compose_major(cmd) >= 2:
+            return cmd
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     raise EnvironmentSetupError("no compose", "neither `docker compose` nor `docker-compose` is installed")
+
+
+def compose_major(cmd: list[str]) -> int:
+    """Major version of a compose command (0 when it does not run)."""
+    try:
+        proc = subprocess.run([*cmd, "version", "--short"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    match = re.match(r"v?(\d+)\.", proc.stdout.strip())
+    return int(match.group(1)) if proc.returncode == 0 and match else 0
 
 
 def run_cmd(cmd: list[str], env: dict | None = None, timeout_s: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -144,6 +159,9 @@ class Cluster(StackOps):
         self._aliases: dict[tuple[str, str], list[str]] = {}
         self._ports: dict[str, dict[int, int]] = {}
         self._ids: dict[str, str] = {}
+        self._probe_urls: dict[str, str] = {}
+        self.startup: list[dict] = []
+        self.startup_probed_s = 0.0
         self.fixed_ports = {"APIARY_HOST_PORT_HTTP": 0, "APIARY_HOST_PORT_ROUTER": 0, "APIARY_HOST_PORT_EVENTS": 0}
 
     # ---- description (the runner hands the stack to behave's process) ---------------------------
@@ -173,19 +191,43 @@ class Cluster(StackOps):
         return run_cmd(cmd, env=self.compose_env(), timeout_s=timeout_s, check=check)
 
     def up(self, timeout_s: float = 120) -> float:
-        """Create and start the stack, then wait until every service is healthy; returns seconds taken."""
+        """Create and start the stack, then wait until Docker flags every service healthy; returns seconds.
+
+        Compose v2 creates every container with all its networks, so the stack is started here in its
+        depends_on order, each level gated on its services' own /health (harness/startup.py: no wait for
+        the health flag between levels). Compose v1 attaches extra networks only when it starts a
+        container itself, so with v1 `up -d` does the ordering."""
+        import docker.errors
         start = time.monotonic()
+        v2 = compose_major(self.compose_cmd) >= 2
         for attempt in (1, 2):   # a picked port taken meanwhile: pick again once
             self.fixed_ports = {k: free_port() for k in self.fixed_ports}
+            self._ids.clear()
+            self._ports.clear()
+            self._probe_urls.clear()
             try:
-                self.compose("up", "-d", "--no-build", "--remove-orphans", timeout_s=timeout_s)
+                if not v2:
+                    self.compose("up", "-d", "--no-build", "--remove-orphans", timeout_s=timeout_s)
+                    break
+                self.compose("up", "--no-start", "--no-build", "--remove-orphans", timeout_s=timeout_s)
+                self.startup = start_in_order(dependency_levels(COMPOSE_FILE), start_container(self),
+                                              http_healthy(self.probe_url), timeout_s - (time.monotonic() - start),
+                                              lambda bad: self.diagnose("state:", bad))
                 break
-            except ComposeError as exc:
-                if attempt == 1 and "already allocated" in exc.stderr + exc.stdout:
+            except (ComposeError, docker.errors.APIError) as exc:
+                if attempt == 1 and "already allocated" in str(exc) + getattr(exc, "stderr", ""):
+                    self.compose("down", "-v", "--remove-orphans", "-t", "0", timeout_s=60, check=False)
                     continue
                 raise EnvironmentSetupError("stack did not start", self.diagnose(str(exc))) from exc
+        self.startup_probed_s = round(time.monotonic() - start, 3)
         self.wait_healthy(max(30.0, timeout_s - (time.monotonic() - start)))
         return time.monotonic() - start
+
+    def probe_url(self, service: str) -> str:
+        """HTTP base URL for the start-up probe (the container IP, read once per start)."""
+        if service not in self._probe_urls:
+            self._probe_urls[service] = self.http_url(service)
+        return self._probe_urls[service]
 
     def down(self, timeout_s: float = 60) -> list[str]:
         """Remove the stack (containers, networks, volumes), then sweep by label; returns leftovers."""

@@ -49,14 +49,35 @@ else
   log "base $BASE (bootstrapped)"
 fi
 
-export DOCKER_BUILDKIT=0   # the legacy builder needs no buildx plugin and shares layers across files
-for svc in orchestrator worker-manager mock-worker; do
-  start=$(date +%s%N)
-  if ! out="$(docker build -q --build-arg "BASE_IMAGE=$BASE" \
-        -f "$ROOT/Dockerfile.$svc" -t "apiary/$svc:$TAG" "$STAGE" 2>&1)"; then
-    log "docker build of $svc failed:"; echo "$out" | tail -n 40 >&2; exit 1
+# iproute2/iptables (fault injection) are in the bootstrapped base; a base without them gets them in a
+# derived image, built once and tagged by the base's id (one more layer, on that path only).
+if [[ -z "$(docker image inspect -f '{{index .Config.Labels "io.apiary.base.inputs"}}' "$BASE" 2>/dev/null)" ]] \
+   && ! docker run --rm --entrypoint sh "$BASE" -c 'command -v ip && command -v iptables' >/dev/null 2>&1; then
+  TOOLS="apiary-base-tools:$(docker image inspect -f '{{.Id}}' "$BASE" | cut -c8-19)"
+  if ! docker image inspect "$TOOLS" >/dev/null 2>&1; then
+    log "base $BASE lacks iproute2/iptables: adding them ($TOOLS)"
+    printf 'FROM %s\nRUN apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 iptables && rm -rf /var/lib/apt/lists/*\nLABEL io.apiary.project=apiary\n' "$BASE" \
+      | DOCKER_BUILDKIT=0 docker build -q -t "$TOOLS" - >/dev/null \
+      || { log "ERROR: could not add iproute2/iptables to $BASE (iptables and partition scenarios need them)"; exit 1; }
   fi
-  log "built apiary/$svc:$TAG ($(echo "$out" | tail -n1 | cut -c1-19)) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  BASE="$TOOLS"
+fi
+
+export DOCKER_BUILDKIT=0   # the legacy builder needs no buildx plugin and shares layers across files
+# The shared runtime: its `deps` stage tagged first (the prune below removes this project's dangling
+# images, and the cache must keep the stage), then the runtime, then the three thin service images.
+build() {   # build NAME DOCKERFILE [docker build args...]
+  local name="$1" file="$2" start out; shift 2
+  start=$(date +%s%N)
+  if ! out="$(docker build -q "$@" -f "$ROOT/$file" -t "$name" "$STAGE" 2>&1)"; then
+    log "docker build of $name ($file) failed:"; echo "$out" | tail -n 40 >&2; exit 1
+  fi
+  log "built $name ($(echo "$out" | tail -n1 | cut -c1-19)) in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+}
+build "apiary/deps:$TAG" Dockerfile.runtime --target deps --build-arg "BASE_IMAGE=$BASE"
+build "apiary/runtime:$TAG" Dockerfile.runtime --target runtime --build-arg "BASE_IMAGE=$BASE"
+for svc in orchestrator worker-manager mock-worker; do
+  build "apiary/$svc:$TAG" "Dockerfile.$svc" --build-arg "RUNTIME_IMAGE=apiary/runtime:$TAG"
 done
 # Old code layers left untagged by this build: remove this project's dangling images only.
 docker image prune -f --filter label=io.apiary.project=apiary >/dev/null 2>&1 || true
