@@ -41,7 +41,8 @@ def copy_context(dest: Path) -> Path:
 
 
 def measure(args) -> dict:
-    from harness.cluster import Cluster, docker_client, sweep
+    from harness.cluster import Cluster, docker_client
+    from harness.sweep import sweep
     client = docker_client()
     env = dict(os.environ, APIARY_IMAGE_TAG=TAG)
     result: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets_s": TARGETS,
@@ -90,7 +91,8 @@ def measure(args) -> dict:
 
 def measure_up(client, rounds: int) -> dict:
     """Stack up to all healthy, `rounds` times per compose generation present, alternating; medians."""
-    from harness.cluster import LOCAL_COMPOSE_V2, Cluster, compose_major
+    from harness.cluster import Cluster
+    from harness.compose import LOCAL_COMPOSE_V2, compose_major
     kinds = {}
     for name, cmd in (("v2", ["docker", "compose"]), ("v2", [str(LOCAL_COMPOSE_V2)]), ("v1", ["docker-compose"])):
         if name not in kinds and shutil.which(cmd[0]) and compose_major(cmd) == int(name[1]):

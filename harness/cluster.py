@@ -3,10 +3,8 @@ wait with a deadline, reset between scenarios, and the fault primitives the step
 from __future__ import annotations
 
 import concurrent.futures as futures
-import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -14,14 +12,14 @@ from typing import Any
 
 import requests
 
+from harness.compose import compose_command, compose_major, run_cmd
 from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
 from harness.startup import dependency_levels, http_healthy, start_container, start_in_order
+from harness.sweep import RUN_LABELS, sweep
 from harness.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.integration.yml"
-RUN_LABEL = "io.apiary.run"
-RUN_LABELS = (RUN_LABEL, "io.apiary.run-id")      # the second: helper containers of the step library
 SERVICES = ("orchestrator", "hive-a", "hive-b", "worker-a1", "worker-a2", "worker-b1", "worker-b2")
 NETWORKS = {"orchestrator": ("edge", "control"), "hive-a": ("control", "hive-a-net"),
             "hive-b": ("control", "hive-b-net"), "worker-a1": ("hive-a-net",), "worker-a2": ("hive-a-net",),
@@ -54,43 +52,6 @@ def keys_env(keys: dict[str, str]) -> str:
 def project_name(run_id: str) -> str:
     """Compose project name of a run (lowercase letters, digits, dashes)."""
     return "apiary-" + re.sub(r"[^a-z0-9-]", "", run_id.lower())
-
-
-LOCAL_COMPOSE_V2 = ROOT / ".tools" / "docker-compose"   # fetched by scripts/get-compose-v2.sh
-
-
-def compose_command() -> list[str]:
-    """$APIARY_COMPOSE when set, else Compose v2 (`docker compose`, or the project-local binary), else
-    `docker-compose` (v1); EnvironmentSetupError if there is none."""
-    if os.environ.get("APIARY_COMPOSE"):
-        return os.environ["APIARY_COMPOSE"].split()
-    for cmd in (["docker", "compose"], [str(LOCAL_COMPOSE_V2)]):
-        if compose_major(cmd) >= 2:
-            return cmd
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    raise EnvironmentSetupError("no compose", "neither `docker compose` nor `docker-compose` is installed")
-
-
-def compose_major(cmd: list[str]) -> int:
-    """Major version of a compose command (0 when it does not run)."""
-    try:
-        proc = subprocess.run([*cmd, "version", "--short"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    match = re.match(r"v?(\d+)\.", proc.stdout.strip())
-    return int(match.group(1)) if proc.returncode == 0 and match else 0
-
-
-def run_cmd(cmd: list[str], env: dict | None = None, timeout_s: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command, capture its output; ComposeError(cmd, rc, stdout, stderr) when it fails or times out."""
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
-    except subprocess.TimeoutExpired as exc:
-        raise ComposeError(cmd, -1, str(exc.stdout or ""), f"timed out after {timeout_s}s\n{exc.stderr or ''}")
-    if check and proc.returncode != 0:
-        raise ComposeError(cmd, proc.returncode, proc.stdout, proc.stderr)
-    return proc
 
 
 def docker_client(timeout_s: float = 30):
@@ -452,42 +413,3 @@ class Cluster(StackOps):
                    swallow=(requests.RequestException,))
         self.wait_ready(timeout_s)
         return time.monotonic() - start
-
-
-def sweep(client: Any, run_id: str, project: str | None = None) -> list[str]:
-    """Remove every container, network and volume labelled with the run (safety net); returns failures."""
-    failures: list[str] = []
-    filters = [{"label": f"{label}={run_id}"} for label in RUN_LABELS]
-    if project:
-        filters.append({"label": f"com.docker.compose.project={project}"})
-    for flt in filters:
-        for c in client.containers.list(all=True, filters=flt):
-            try:
-                c.remove(force=True, v=True)
-            except Exception as exc:  # noqa: BLE001 - report, keep sweeping
-                if "No such container" not in str(exc) and "already in progress" not in str(exc):
-                    failures.append(f"container {c.name}: {exc}")
-    for kind in ("networks", "volumes"):
-        for flt in filters:
-            for obj in getattr(client, kind).list(filters=flt):
-                try:
-                    obj.remove(force=True) if kind == "volumes" else obj.remove()
-                except Exception as exc:  # noqa: BLE001
-                    if "not found" not in str(exc).lower() and "no such" not in str(exc).lower():
-                        failures.append(f"{kind[:-1]} {obj.name}: {exc}")
-    return failures
-
-
-def leftovers(client: Any, run_id: str) -> dict[str, list[str]]:
-    """Names of containers, networks and volumes still carrying the run's label."""
-    out: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": []}
-    for label in RUN_LABELS:
-        flt = {"label": f"{label}={run_id}"}
-        out["containers"] += [c.name for c in client.containers.list(all=True, filters=flt)]
-        out["networks"] += [n.name for n in client.networks.list(filters=flt)]
-        out["volumes"] += [v.name for v in client.volumes.list(filters=flt)]
-    return out
-
-
-def save_description(desc: dict, path: Path) -> None:
-    path.write_text(json.dumps(desc, indent=1))

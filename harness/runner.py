@@ -241,7 +241,8 @@ def teardown(settings: Settings, cluster, run_dir: Path) -> bool:
         if killed:
             say(f"Killed {len(killed)} leftover local service process(es)")
         return True
-    from harness.cluster import Cluster, docker_client, leftovers, sweep
+    from harness.cluster import Cluster, docker_client
+    from harness.sweep import leftovers, sweep
     start = time.monotonic()
     client = cluster.client if cluster is not None else docker_client()
     cluster = cluster or Cluster(settings.run_id, client=client)

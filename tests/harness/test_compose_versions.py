@@ -5,7 +5,9 @@ import shutil
 import pytest
 import requests
 
-from harness.cluster import COMPOSE_FILE, LOCAL_COMPOSE_V2, Cluster, compose_major, leftovers
+from harness.cluster import COMPOSE_FILE, Cluster
+from harness.compose import LOCAL_COMPOSE_V2, compose_major
+from harness.sweep import leftovers
 from harness.startup import dependency_levels
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import leftovers
+from harness.sweep import leftovers
 from harness.gather import BUNDLE_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
