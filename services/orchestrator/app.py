@@ -58,7 +58,8 @@ def build_app(service) -> App:
         if found is None:
             row = service.registry.get_job(job_id)
             if row is not None and row.pop("tenant") == ctx.tenant:
-                row["error"] = None if row["error"] is None else {"code": row["error"], "message": row["error"]}
+                message = row.pop("error_message")
+                row["error"] = None if row["error"] is None else {"code": row["error"], "message": message or row["error"]}
                 view = dict(row, object="job")
         if view is None:
             raise HTTPError(404, f"job '{job_id}' not found", param="id", code="job_not_found")

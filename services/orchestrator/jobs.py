@@ -103,7 +103,7 @@ class Job:
     def row(self) -> tuple:
         """The registry row of this job."""
         return (self.id, self.tenant, self.state, self.model, self.attempt, self.worker_id, self.hive_id,
-                self.created, self.updated, self.error, dumps(self.history).decode())
+                self.created, self.updated, self.error, dumps(self.history).decode(), self.error_message)
 
     def public(self) -> dict:
         """The /v1/jobs/{id} view."""

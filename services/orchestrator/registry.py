@@ -30,18 +30,22 @@ SCHEMA = (
     " state TEXT, updated REAL)",
     "CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, state TEXT, detail TEXT, updated REAL)",
     "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, tenant TEXT, state TEXT, model TEXT, attempts INTEGER,"
-    " worker TEXT, hive TEXT, created REAL, updated REAL, error TEXT, history TEXT)",
+    " worker TEXT, hive TEXT, created REAL, updated REAL, error TEXT, history TEXT, error_message TEXT)",
 )
+# Columns added after the first release: (table, column, type), added to an older file on open.
+MIGRATIONS = (("jobs", "error_message", "TEXT"),)
+JOB_COLUMNS = ("id", "tenant", "state", "model", "attempts", "worker", "hive", "created", "updated", "error",
+               "history", "error_message")
 UPSERT = {
     "hives": "INSERT OR REPLACE INTO hives VALUES (?,?,?,?)",
     "workers": "INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,?)",
     "models": "INSERT OR REPLACE INTO models VALUES (?,?,?,?)",
-    "jobs": "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    "jobs": f"INSERT OR REPLACE INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({','.join('?' * len(JOB_COLUMNS))})",
 }
 PENDING_MAX = 200_000  # rows held while the volume is failing; beyond, the oldest are dropped (counted)
 OPS_MAX = 1_000        # statements (admin resets, restart fix-ups) held while failing
-FAIL_RESTARTED = ("UPDATE jobs SET state='failed', error='orchestrator_restarted', updated=?, history=? "
-                  "WHERE id=?")
+FAIL_RESTARTED = ("UPDATE jobs SET state='failed', error='orchestrator_restarted', error_message="
+                  "'the orchestrator restarted before the job finished', updated=?, history=? WHERE id=?")
 
 
 class Registry:
@@ -121,6 +125,9 @@ class Registry:
                 raise sqlite3.DatabaseError(f"quick_check failed: {row[0] if row else 'no result'}")
             for statement in SCHEMA:
                 conn.execute(statement)
+            for table, column, kind in MIGRATIONS:
+                if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         except sqlite3.Error:
             conn.close()
             raise
@@ -217,14 +224,14 @@ class Registry:
         row = self._pending.get(("jobs", job_id))
         if row is None and self._reader is not None:
             try:
-                row = self._reader.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+                row = self._reader.execute(f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE id=?", (job_id,)).fetchone()
             except sqlite3.Error as exc:
                 self._fail(f"registry read failed: {exc}")
                 row = None
         if row is None:
             return None
         keys = ("id", "tenant", "state", "model", "attempts", "worker_id", "hive_id", "created", "updated",
-                "error", "history")
+                "error", "history", "error_message")
         job = dict(zip(keys, row))
         job["history"] = loads(job["history"] or "[]")
         return job

@@ -93,6 +93,7 @@ def test_restart_fails_unfinished_jobs_and_hives_reregister(tmp_path):
         assert again.log_event("orchestrator.started")["jobs_failed_on_restart"] == 1
         job = again.get(f"/v1/jobs/{job_id}").json()
         assert job["state"] == "failed" and job["error"]["code"] == "orchestrator_restarted"
+        assert job["error"]["message"] == "the orchestrator restarted before the job finished"
         assert job["history"][-1]["reason"] == "orchestrator_restarted"
         sub = zmq.Context.instance().socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)

@@ -13,8 +13,9 @@ from services.orchestrator.registry import Registry
 from .fakes import wait_until
 
 
-def job_row(job_id, state, tenant="t"):
-    return (job_id, tenant, state, "tinyllama", 1, "w1", "h1", 1.0, 2.0, None, '[{"state": "accepted", "ts": 1}]')
+def job_row(job_id, state, tenant="t", error=None, message=None):
+    return (job_id, tenant, state, "tinyllama", 1, "w1", "h1", 1.0, 2.0, error, '[{"state": "accepted", "ts": 1}]',
+            message)
 
 
 def test_write_behind_and_restart_reload(tmp_path):
@@ -35,6 +36,7 @@ def test_write_behind_and_restart_reload(tmp_path):
     assert [h["id"] for h in state["hives"]] == ["h1"] and state["workers"][0]["slots"] == 4
     live = again.get_job("j-live")
     assert live["state"] == "failed" and live["error"] == "orchestrator_restarted"
+    assert live["error_message"] == "the orchestrator restarted before the job finished"
     assert live["history"][-1]["reason"] == "orchestrator_restarted"
     assert again.get_job("j-done")["state"] == "completed"
     again.close()
@@ -187,3 +189,40 @@ def test_unreadable_file_moved_aside(tmp_path):
     reg.open()
     assert reg.corrupt_moved_to and reg.error is None
     reg.close()
+
+
+def test_a_failed_job_read_back_keeps_its_error_code_and_message(tmp_path):
+    """Evicted from memory, a failed job still says what happened, not only its code."""
+    path = str(tmp_path / "r.db")
+    reg = Registry(path)
+    reg.open()
+    reg.put("jobs", "j-lost", job_row("j-lost", "failed", error="worker_lost",
+                                      message="worker w1 was lost and no attempt was left"))
+    reg.close()
+    again = Registry(path)
+    again.open()
+    job = again.get_job("j-lost")
+    again.close()
+    assert (job["error"], job["error_message"]) == ("worker_lost", "worker w1 was lost and no attempt was left")
+
+
+def test_a_registry_file_of_the_first_schema_is_migrated_and_keeps_its_rows(tmp_path):
+    """A jobs table without error_message gains the column on open; old rows read back with no message."""
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, tenant TEXT, state TEXT, model TEXT, attempts INTEGER,"
+                 " worker TEXT, hive TEXT, created REAL, updated REAL, error TEXT, history TEXT)")
+    conn.execute("INSERT INTO jobs VALUES ('j-old','t','failed','tinyllama',1,'w1','h1',1.0,2.0,'timeout','[]')")
+    conn.commit()
+    conn.close()
+    reg = Registry(path)
+    assert reg.open()["restarted_jobs"] == 0 and reg.error is None
+    old = reg.get_job("j-old")
+    assert (old["state"], old["error"], old["error_message"]) == ("failed", "timeout", None)
+    reg.put("jobs", "j-new", job_row("j-new", "failed", error="rejected", message="no worker serves the model"))
+    reg.close()
+    again = Registry(path)
+    again.open()
+    assert again.get_job("j-new")["error_message"] == "no worker serves the model"
+    assert again.get_job("j-old")["error"] == "timeout"
+    again.close()
