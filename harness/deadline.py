@@ -59,13 +59,17 @@ def wait_with_deadline(proc: subprocess.Popen, limit_s: float, grace_s: float = 
     try:
         return proc.wait(limit_s), False
     except subprocess.TimeoutExpired:
-        pass
+        return stop_group(proc, grace_s), True
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = GRACE_S) -> int:
+    """SIGINT `proc`'s process group, SIGKILL it after `grace_s`; returns the exit code."""
     _signal_group(proc, signal.SIGINT)
     try:
-        return proc.wait(grace_s), True
+        return proc.wait(grace_s)
     except subprocess.TimeoutExpired:
         _signal_group(proc, signal.SIGKILL)
-        return proc.wait(), True
+        return proc.wait()
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

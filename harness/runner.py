@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.deadline import RUN_LIMIT_S, wait_with_deadline
+from harness.deadline import RUN_LIMIT_S, stop_group, wait_with_deadline
 from harness.errors import EnvironmentSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,12 +191,7 @@ def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict) -> int:
         return rc
     except Interrupted:
         say("Interrupted: stopping behave...")
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(15)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 15)
         raise
 
 
