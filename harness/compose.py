@@ -2,6 +2,7 @@
 its commands with a deadline."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -28,7 +29,12 @@ def compose_command() -> list[str]:
 
 
 def compose_major(cmd: list[str]) -> int:
-    """Major version of a compose command (0 when it does not run)."""
+    """Major version of a compose command (0 when it does not run); asked once per command and process."""
+    return _major(tuple(cmd))
+
+
+@functools.lru_cache(maxsize=None)
+def _major(cmd: tuple[str, ...]) -> int:
     try:
         proc = subprocess.run([*cmd, "version", "--short"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
