@@ -17,23 +17,20 @@ def env_str(name: str, default: str) -> str:
 
 def env_int(name: str, default: int, minimum: int | None = None) -> int:
     """Return the env var `name` as an int, exiting with a clear message when it is not one."""
-    raw = env_str(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"config error: {name}={raw!r} is not an integer") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"config error: {name}={value} must be >= {minimum}")
-    return value
+    return _env_number(name, default, minimum, int, "an integer")
 
 
 def env_float(name: str, default: float, minimum: float | None = None) -> float:
     """Return the env var `name` as a float, exiting with a clear message when it is not one."""
+    return _env_number(name, default, minimum, float, "a number")
+
+
+def _env_number(name: str, default, minimum, cast, what: str):
     raw = env_str(name, str(default))
     try:
-        value = float(raw)
+        value = cast(raw)
     except ValueError:
-        raise ConfigError(f"config error: {name}={raw!r} is not a number") from None
+        raise ConfigError(f"config error: {name}={raw!r} is not {what}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"config error: {name}={value} must be >= {minimum}")
     return value
