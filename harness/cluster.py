@@ -26,6 +26,7 @@ NETWORKS = {"orchestrator": ("edge", "control"), "hive-a": ("control", "hive-a-n
             "worker-b1": ("hive-b-net",), "worker-b2": ("hive-b-net",)}
 SHORT_NETWORKS = ("control", "edge", "hive-a-net", "hive-b-net")
 HTTP_PORTS = {"orchestrator": 8080, "hive-a": 9200, "hive-b": 9200}   # workers: 8001
+ORCHESTRATOR_PORTS = {"http": 8080, "router": 5555, "events": 5557}  # container ports
 API_KEYS = {"tenant-a": "key-a", "tenant-b": "key-b", "admin": "key-admin"}
 TRACEBACK = "Traceback (most recent call last)"
 NET_ADMIN_SERVICES = tuple(s for s in SERVICES if s != "orchestrator")
@@ -66,7 +67,20 @@ def docker_client(timeout_s: float = 30):
 
 
 class StackOps:
-    """Admin operations shared by the docker and local backends (need api_url, http_url, api_keys, services)."""
+    """Addresses and admin operations shared by the docker and local backends (need orchestrator_port,
+    http_url, api_keys, services)."""
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.orchestrator_port('http')}"
+
+    @property
+    def events_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.orchestrator_port('events')}"
+
+    @property
+    def router_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.orchestrator_port('router')}"
 
     def admin(self) -> dict:
         return {"Authorization": f"Bearer {self.api_keys.get('admin', 'key-admin')}"}
@@ -280,17 +294,9 @@ class Cluster(StackOps):
         except KeyError:
             raise NemesisError(f"{service} publishes no host port for {port} (is it running?)") from None
 
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.host_port('orchestrator', 8080)}"
-
-    @property
-    def events_url(self) -> str:
-        return f"tcp://127.0.0.1:{self.host_port('orchestrator', 5557)}"
-
-    @property
-    def router_url(self) -> str:
-        return f"tcp://127.0.0.1:{self.host_port('orchestrator', 5555)}"
+    def orchestrator_port(self, kind: str) -> int:
+        """The orchestrator's published 127.0.0.1 port for `kind` (http, router, events)."""
+        return self.host_port("orchestrator", ORCHESTRATOR_PORTS[kind])
 
     def http_url(self, service: str) -> str:
         """HTTP base URL of a service: the orchestrator through its published port; hives and workers

@@ -56,17 +56,9 @@ class LocalCluster(StackOps):
         self._reaper = threading.Thread(target=self._reap, daemon=True, name="local-reaper")
 
     # ---- addresses ------------------------------------------------------------------------------
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['orchestrator']['http']}"
-
-    @property
-    def events_url(self) -> str:
-        return f"tcp://127.0.0.1:{self.ports['orchestrator']['events']}"
-
-    @property
-    def router_url(self) -> str:
-        return f"tcp://127.0.0.1:{self.ports['orchestrator']['router']}"
+    def orchestrator_port(self, kind: str) -> int:
+        """The orchestrator's loopback port for `kind` (http, router, events)."""
+        return self.ports["orchestrator"][kind]
 
     def router_url_of(self, service: str) -> str:
         return self.router_url if service == "orchestrator" else f"tcp://127.0.0.1:{self.ports[service]['router']}"
