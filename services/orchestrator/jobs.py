@@ -7,6 +7,7 @@ import time
 from services.protocol import dumps
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+RUNNING = frozenset({"dispatched", "running"})  # an attempt is out at a worker
 
 # HTTP status for a job that ended with an error code
 ERROR_STATUS = {"worker_lost": 502, "worker_error": 502, "rejected": 503, "timeout": 504, "cancelled": 499,
