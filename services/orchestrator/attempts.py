@@ -110,12 +110,7 @@ class AttemptsMixin:
         worker has one first.  The job's deadline still applies.
         """
         self.metrics.slot_waits.inc()
-        target = self.pick_worker(job.model, job.excluded)
-        if target is not None:
-            self._move(job, "queued", reason="no_free_slot", worker_id=job.worker_id)
-            self.dispatch(job, target)
-        else:
-            self._enqueue(job, front=True, reason="no_free_slot", worker_id=job.worker_id)
+        self._redispatch(job, "no_free_slot")
 
     def _retry_elsewhere(self, job: Job, code: str, message: str) -> None:
         job.charged += 1
@@ -123,12 +118,16 @@ class AttemptsMixin:
                 not self.cluster.has_other_worker(job.model, job.excluded):
             self.finish(job, "failed", "rejected", f"every worker refused the job (last: {message})")
             return
+        self._redispatch(job, code)
+
+    def _redispatch(self, job: Job, reason: str) -> None:
+        """Send the job to the least-loaded worker it may use, or queue it at the front when none has a slot."""
         target = self.pick_worker(job.model, job.excluded)
         if target is not None:
-            self._move(job, "queued", reason=code, worker_id=job.worker_id)
+            self._move(job, "queued", reason=reason, worker_id=job.worker_id)
             self.dispatch(job, target)
         else:
-            self._enqueue(job, front=True, reason=code, worker_id=job.worker_id)
+            self._enqueue(job, front=True, reason=reason, worker_id=job.worker_id)
 
     def _release_current(self, job: Job):
         worker = self.cluster.workers.get(job.worker_id)
@@ -175,9 +174,4 @@ class AttemptsMixin:
             self.metrics.redispatches.inc()
             self.events.publish("job.redispatched", job_id=job.id, trace_id=job.trace_id, worker_id=job.worker_id,
                                 hive_id=job.hive_id, reason=reason, attempt=job.attempt + 1)
-            target = self.pick_worker(job.model, job.excluded)
-            if target is not None:
-                self._move(job, "queued", reason=reason, worker_id=job.worker_id)
-                self.dispatch(job, target)
-            else:
-                self._enqueue(job, front=True, reason=reason, worker_id=job.worker_id)
+            self._redispatch(job, reason)
