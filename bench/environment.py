@@ -59,12 +59,15 @@ def measure(args) -> dict:
             fh.write(f"# bench {secrets.token_hex(4)}\n")   # the one-line service change
         result["rebuild_s"] = round(build(context, env), 2)
     result.update(measure_up(client, args.up_rounds))
+    if args.health_intervals:
+        result.update(measure_health_interval(client, args.up_rounds, args.health_intervals.split(","), args.idle_seconds))
     cluster = Cluster("bench-" + secrets.token_hex(3), image_tag=TAG, client=client)
     try:
         cluster.up(120)
         start = time.monotonic()
         cluster.wait_ready(60)
         result["ready_after_healthy_s"] = round(time.monotonic() - start, 2)
+        result["idle_cores"] = idle_cores(args.idle_seconds)
         resets = [cluster.reset() for _ in range(args.rounds)]
         result["reset_s"] = round(statistics.median(resets), 3)
         result["reset_max_s"] = round(max(resets), 3)
@@ -89,6 +92,46 @@ def measure(args) -> dict:
     return result
 
 
+def idle_cores(seconds: float) -> float:
+    """Cores the whole machine kept busy over `seconds` (from /proc/stat), with the stack up and idle."""
+    def busy() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields) - fields[3] - fields[4], sum(fields)
+    b0, t0 = busy()
+    time.sleep(seconds)
+    b1, t1 = busy()
+    return round((b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1), 3)
+
+
+def measure_health_interval(client, rounds: int, intervals: list[str], idle_s: float) -> dict:
+    """Per compose healthcheck interval (APIARY_HEALTH_INTERVAL), alternating rounds: stack up, up to
+    Docker's flags, and idle_cores with the stack ready; medians side by side."""
+    from harness.cluster import Cluster
+    rows: dict[str, dict[str, list[float]]] = {iv: {"up_s": [], "flags_s": [], "idle_cores": []} for iv in intervals}
+    saved = os.environ.get("APIARY_HEALTH_INTERVAL")
+    try:
+        for i in range(rounds):
+            for iv in intervals:
+                os.environ["APIARY_HEALTH_INTERVAL"] = iv
+                cluster = Cluster(f"bench-hc{i}-" + secrets.token_hex(2), image_tag=TAG, client=client)
+                try:
+                    up_s = cluster.up(120)
+                    start = time.monotonic()
+                    cluster.wait_reported_healthy(30)
+                    rows[iv]["up_s"].append(round(up_s, 2))
+                    rows[iv]["flags_s"].append(round(up_s + time.monotonic() - start, 2))
+                    cluster.wait_ready(60)
+                    rows[iv]["idle_cores"].append(idle_cores(idle_s))
+                finally:
+                    cluster.down()
+    finally:
+        os.environ.pop("APIARY_HEALTH_INTERVAL", None)
+        if saved is not None:
+            os.environ["APIARY_HEALTH_INTERVAL"] = saved
+    return {"health_interval_samples": rows,
+            "health_interval_medians": {iv: {k: statistics.median(v) for k, v in r.items()} for iv, r in rows.items()}}
+
+
 def measure_up(client, rounds: int) -> dict:
     """Stack up to all healthy, `rounds` times per compose generation present, alternating; medians."""
     from harness.cluster import Cluster
@@ -98,17 +141,23 @@ def measure_up(client, rounds: int) -> dict:
         if name not in kinds and shutil.which(cmd[0]) and compose_major(cmd) == int(name[1]):
             kinds[name] = cmd
     samples: dict[str, list[float]] = {k: [] for k in kinds}
+    flags: dict[str, list[float]] = {k: [] for k in kinds}
     levels: list = []
     for i in range(rounds):
         for name, cmd in kinds.items():
             cluster = Cluster(f"bench-up{i}{name}-" + secrets.token_hex(2), compose=cmd, image_tag=TAG, client=client)
             try:
-                samples[name].append(round(cluster.up(120), 2))
+                up_s = cluster.up(120)
+                samples[name].append(round(up_s, 2))
                 levels += [cluster.startup] if cluster.startup else []
+                start = time.monotonic()
+                cluster.wait_reported_healthy(30)   # Docker's HEALTHCHECK flag, one check interval behind
+                flags[name].append(round(up_s + time.monotonic() - start, 2))
             finally:
                 cluster.down()
     out = {"up_samples_s": samples, "up_compose": {k: " ".join(v) for k, v in kinds.items()},
-           "up_median_s": {k: statistics.median(v) for k, v in samples.items() if v}}
+           "up_median_s": {k: statistics.median(v) for k, v in samples.items() if v},
+           "up_to_docker_flags_median_s": {k: statistics.median(v) for k, v in flags.items() if v}}
     main_kind = "v2" if "v2" in samples else "v1"
     out["up_s"] = out["up_median_s"][main_kind]
     if "v1" in samples and "v2" in samples:
@@ -127,6 +176,9 @@ def main() -> int:
                    help="also measure a cold build incl. the debootstrap base (~2 min; needs root and the Debian mirror)")
     p.add_argument("--rounds", type=int, default=10, help="reset rounds (median reported)")
     p.add_argument("--up-rounds", type=int, default=5, help="stack-up rounds per compose generation (medians reported)")
+    p.add_argument("--idle-seconds", type=float, default=10, help="window for idle_cores (stack up, no load)")
+    p.add_argument("--health-intervals", default="", metavar="A,B",
+                   help="also compare compose healthcheck intervals side by side, e.g. 500ms,2s (stack up, flags, idle cores)")
     p.add_argument("--out", default=str(ROOT / "reports" / "bench" / "environment.json"))
     args = p.parse_args()
     result = measure(args)

@@ -16,7 +16,7 @@ from harness.compose import compose_command, compose_major, run_cmd
 from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
 from harness.startup import dependency_levels, http_healthy, start_container, start_in_order
 from harness.sweep import RUN_LABELS, sweep
-from harness.wait import wait_until
+from harness.wait import scaled, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.integration.yml"
@@ -67,8 +67,8 @@ def docker_client(timeout_s: float = 30):
 
 
 class StackOps:
-    """Addresses and admin operations shared by the docker and local backends (need orchestrator_port,
-    http_url, api_keys, services)."""
+    """Addresses, health waits and admin operations shared by the docker and local backends (need
+    orchestrator_port, http_url, api_keys, services, inspect, probe_health, diagnose)."""
 
     @property
     def api_url(self) -> str:
@@ -91,6 +91,34 @@ class StackOps:
         hives = [h for h in body.get("hives", []) if h.get("state") == "ready"]
         workers = [w for w in body.get("workers", []) if w.get("state") == "ready"]
         return body if len(hives) >= 2 and len(workers) >= 4 else None
+
+    def wait_healthy(self, timeout_s: float = 30, scale: bool = False) -> None:
+        """Every service alive and answering GET /health (what its healthcheck runs) before the deadline,
+        else EnvironmentSetupError naming the services with their state and last log lines."""
+        def sick() -> list[str]:
+            dead, down = self.probe_health()
+            if dead:
+                raise EnvironmentSetupError("unhealthy service", self.diagnose(f"{', '.join(dead)} exited", dead))
+            return down
+        try:
+            wait_until(lambda: not sick(), timeout_s, 0.05, "services healthy", scale=scale, swallow=(NemesisError,))
+        except AssertionError:
+            if bad := sick():
+                raise EnvironmentSetupError("unhealthy service", self.diagnose(
+                    f"not healthy within {timeout_s:.0f}s: {', '.join(bad)}", bad)) from None
+
+    def wait_reported_healthy(self, timeout_s: float) -> None:
+        """Every service reported running and healthy by its backend's inspect() (for containers:
+        Docker's HEALTHCHECK flag) before the deadline, else AssertionError with the others' states."""
+        def sick() -> dict:
+            states = {s: self.inspect(s) for s in self.services}
+            return {s: {k: st.get(k) for k in ("status", "health", "exit_code")} for s, st in states.items()
+                    if st.get("status") != "running" or st.get("health") != "healthy"}
+        try:
+            wait_until(lambda: not sick(), timeout_s, 0.1, "every service running and healthy", max_interval_s=0.5)
+        except AssertionError:
+            if bad := sick():
+                raise AssertionError(f"not running+healthy within {scaled(timeout_s):.1f}s: {bad}") from None
 
     def wait_ready(self, timeout_s: float = 20) -> dict:
         """/v1/workers shows 2 hives and 4 workers ready before the deadline."""
@@ -166,12 +194,13 @@ class Cluster(StackOps):
         return run_cmd(cmd, env=self.compose_env(), timeout_s=timeout_s, check=check)
 
     def up(self, timeout_s: float = 120) -> float:
-        """Create and start the stack, then wait until Docker flags every service healthy; returns seconds.
+        """Create and start the stack, then wait until every service answers /health; returns seconds.
 
         Compose v2 creates every container with all its networks, so the stack is started here in its
-        depends_on order, each level gated on its services' own /health (harness/startup.py: no wait for
-        the health flag between levels). Compose v1 attaches extra networks only when it starts a
-        container itself, so with v1 `up -d` does the ordering."""
+        depends_on order, each level gated on its services' own /health (harness/startup.py). Compose v1
+        attaches extra networks only when it starts a container itself, so with v1 `up -d` does the
+        ordering (gated on Docker's health flag). Docker's flag for the last level follows within one
+        check interval; wait_reported_healthy() waits for it (the Stack health scenario asserts it)."""
         import docker.errors
         start = time.monotonic()
         v2 = compose_major(self.compose_cmd) >= 2
@@ -298,12 +327,13 @@ class Cluster(StackOps):
         """The orchestrator's published 127.0.0.1 port for `kind` (http, router, events)."""
         return self.host_port("orchestrator", ORCHESTRATOR_PORTS[kind])
 
-    def http_url(self, service: str) -> str:
+    def http_url(self, service: str, state: dict | None = None) -> str:
         """HTTP base URL of a service: the orchestrator through its published port; hives and workers
-        through their container IP on any network they are still on (works while one link is cut)."""
+        through their container IP on any network they are still on (works while one link is cut);
+        `state` is an inspect() already at hand."""
         if service == "orchestrator":
             return self.api_url
-        for meta in (self.inspect(service).get("networks") or {}).values():
+        for meta in ((state or self.inspect(service)).get("networks") or {}).values():
             if meta.get("ip"):
                 return f"http://{meta['ip']}:{http_port(service)}"
         return f"http://127.0.0.1:{self.host_port(service, http_port(service))}"
@@ -365,20 +395,22 @@ class Cluster(StackOps):
             return ""
 
     # ---- health, readiness, reset ---------------------------------------------------------------
-    def wait_healthy(self, timeout_s: float = 30, scale: bool = False) -> None:
-        """Every service's container running and healthy before the deadline, else EnvironmentSetupError."""
-        def sick() -> list[str]:
-            states = {s: self.inspect(s) for s in self.services}
-            dead = [s for s, st in states.items() if st and st.get("status") in ("exited", "dead")]
-            if dead:
-                raise EnvironmentSetupError("unhealthy service", self.diagnose(f"{', '.join(dead)} exited", dead))
-            return [s for s, st in states.items() if st.get("health") != "healthy"]
-        try:
-            wait_until(lambda: not sick(), timeout_s, 0.1, "services healthy", scale=scale, swallow=(NemesisError,))
-        except AssertionError:
-            bad = sick()
-            raise EnvironmentSetupError("unhealthy service", self.diagnose(
-                f"not healthy within {timeout_s:.0f}s: {', '.join(bad)}", bad)) from None
+    def probe_health(self) -> tuple[list[str], list[str]]:
+        """(services whose container exited, services not running or not answering GET /health), in parallel."""
+        def probe(service: str) -> str:
+            st = self.inspect(service)
+            if st.get("status") in ("exited", "dead"):
+                return "dead"
+            if not st.get("running") or st.get("paused"):
+                return "down"
+            try:
+                ok = requests.get(self.http_url(service, st) + "/health", timeout=0.5).status_code == 200
+            except requests.RequestException:
+                ok = False
+            return "ok" if ok else "down"
+        with futures.ThreadPoolExecutor(len(self.services)) as pool:
+            verdicts = dict(zip(self.services, pool.map(probe, self.services)))
+        return [s for s, v in verdicts.items() if v == "dead"], [s for s, v in verdicts.items() if v == "down"]
 
     def diagnose(self, headline: str, services: list[str] | None = None, lines: int = 15) -> str:
         """Headline plus, per service, its state and last log lines."""

@@ -4,12 +4,6 @@ import requests
 from behave import then
 
 
-def sick_services(cluster) -> dict:
-    """service -> its state, for each service not running+healthy (inspect of container or process)."""
-    states = {s: cluster.inspect(s) for s in cluster.services}
-    return {s: st for s, st in states.items() if st.get("status") != "running" or st.get("health") != "healthy"}
-
-
 def ready_by_hive(cluster) -> dict:
     """hive -> sorted ready workers, as /v1/workers (admin) reports them."""
     body = requests.get(cluster.api_url + "/v1/workers", headers=cluster.admin(), timeout=5).json()
@@ -20,9 +14,9 @@ def ready_by_hive(cluster) -> dict:
     return {h: sorted(ws) for h, ws in out.items()}
 
 
-@then("every service of the stack is running and healthy")
-def step_all_healthy(context):
-    assert not (sick := sick_services(context.cluster)), f"not running+healthy: {sick}"
+@then("every service of the stack is running and healthy within {seconds:d} seconds")
+def step_all_healthy(context, seconds):
+    context.cluster.wait_reported_healthy(seconds)
 
 
 @then("the orchestrator answers {code:d} on {path}")

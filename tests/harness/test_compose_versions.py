@@ -24,7 +24,8 @@ def compose_of(major: int) -> list[str] | None:
 
 @pytest.mark.parametrize("major", [2, 1], ids=["compose-v2", "compose-v1"])
 def test_stack_comes_up_wired_and_goes_down_clean(docker_engine, major):
-    """Every service healthy, 4 workers in 2 hives, hives on both networks under their service alias; nothing left."""
+    """Every service answers /health when up() returns, Docker's HEALTHCHECK flags them all healthy, 4 workers in
+    2 hives, hives on both networks under their service alias; nothing left."""
     cmd = compose_of(major)
     if cmd is None:
         pytest.skip(f"no Compose v{major} on this machine (v2: scripts/get-compose-v2.sh)")
@@ -32,6 +33,8 @@ def test_stack_comes_up_wired_and_goes_down_clean(docker_engine, major):
     cluster = Cluster(run_id, compose=cmd)
     try:
         cluster.up(120)
+        assert cluster.probe_health() == ([], [])
+        cluster.wait_reported_healthy(15)   # the image's HEALTHCHECK (one check interval behind /health)
         assert {s: cluster.inspect(s).get("health") for s in cluster.services} == {s: "healthy" for s in cluster.services}
         workers = cluster.wait_ready(30)
         assert len([w for w in workers["workers"] if w["state"] == "ready"]) == 4
