@@ -9,7 +9,7 @@ from pathlib import Path
 
 from behave.fixture import fixture, use_fixture_by_tag
 
-from harness.cluster import TRACEBACK
+from harness.stackops import TRACEBACK
 from harness.deadline import SCENARIO_LIMIT_S, ScenarioWatchdog
 from harness.errors import EnvironmentSetupError
 from harness.gather import bundle_dir, failed_step_text, write_bundle

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from harness.cluster import API_KEYS, ROOT, SERVICES, StackOps, free_port, keys_env
+from harness.stackops import API_KEYS, ROOT, SERVICES, StackOps, free_port, keys_env
 from harness.errors import EnvironmentSetupError, NemesisError
 from harness.wait import wait_until
 

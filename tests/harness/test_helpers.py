@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from harness.cluster import NETWORKS, SERVICES, free_port, keys_env, project_name
+from harness.stackops import NETWORKS, SERVICES, free_port, keys_env, project_name
 from harness.errors import ComposeError, EnvironmentSetupError, HarnessError, NemesisError
 from harness.gather import bundle_dir, slug
 from harness.runner import Settings, behave_command, parse_args

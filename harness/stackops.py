@@ -1,0 +1,125 @@
+"""What both backends of the stack share: the topology (services, networks, ports, keys), small
+helpers, and StackOps (addresses, health waits, readiness, admin reset, traceback scan)."""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import re
+from pathlib import Path
+
+import requests
+
+from harness.errors import EnvironmentSetupError, NemesisError
+from harness.wait import scaled, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("orchestrator", "hive-a", "hive-b", "worker-a1", "worker-a2", "worker-b1", "worker-b2")
+NETWORKS = {"orchestrator": ("edge", "control"), "hive-a": ("control", "hive-a-net"),
+            "hive-b": ("control", "hive-b-net"), "worker-a1": ("hive-a-net",), "worker-a2": ("hive-a-net",),
+            "worker-b1": ("hive-b-net",), "worker-b2": ("hive-b-net",)}
+SHORT_NETWORKS = ("control", "edge", "hive-a-net", "hive-b-net")
+HTTP_PORTS = {"orchestrator": 8080, "hive-a": 9200, "hive-b": 9200}   # workers: 8001
+ORCHESTRATOR_PORTS = {"http": 8080, "router": 5555, "events": 5557}  # container ports
+API_KEYS = {"tenant-a": "key-a", "tenant-b": "key-b", "admin": "key-admin"}
+TRACEBACK = "Traceback (most recent call last)"
+NET_ADMIN_SERVICES = tuple(s for s in SERVICES if s != "orchestrator")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_port(service: str) -> int:
+    """The container HTTP port of a service."""
+    return HTTP_PORTS.get(service, 8001)
+
+
+def keys_env(keys: dict[str, str]) -> str:
+    """{tenant: key} as the APIARY_API_KEYS value."""
+    return ",".join(f"{t}:{k}" for t, k in keys.items())
+
+
+def project_name(run_id: str) -> str:
+    """Compose project name of a run (lowercase letters, digits, dashes)."""
+    return "apiary-" + re.sub(r"[^a-z0-9-]", "", run_id.lower())
+
+
+class StackOps:
+    """Addresses, health waits and admin operations shared by the docker and local backends (need
+    orchestrator_port, http_url, api_keys, services, inspect, probe_health, diagnose)."""
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.orchestrator_port('http')}"
+
+    @property
+    def events_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.orchestrator_port('events')}"
+
+    @property
+    def router_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.orchestrator_port('router')}"
+
+    def admin(self) -> dict:
+        return {"Authorization": f"Bearer {self.api_keys.get('admin', 'key-admin')}"}
+
+    def workers_ready(self) -> dict | None:
+        """/v1/workers when both hives and all four workers are ready, else None."""
+        body = requests.get(self.api_url + "/v1/workers", headers=self.admin(), timeout=2).json()
+        hives = [h for h in body.get("hives", []) if h.get("state") == "ready"]
+        workers = [w for w in body.get("workers", []) if w.get("state") == "ready"]
+        return body if len(hives) >= 2 and len(workers) >= 4 else None
+
+    def wait_healthy(self, timeout_s: float = 30, scale: bool = False) -> None:
+        """Every service alive and answering GET /health (what its healthcheck runs) before the deadline,
+        else EnvironmentSetupError naming the services with their state and last log lines."""
+        def sick() -> list[str]:
+            dead, down = self.probe_health()
+            if dead:
+                raise EnvironmentSetupError("unhealthy service", self.diagnose(f"{', '.join(dead)} exited", dead))
+            return down
+        try:
+            wait_until(lambda: not sick(), timeout_s, 0.05, "services healthy", scale=scale, swallow=(NemesisError,))
+        except AssertionError:
+            if bad := sick():
+                raise EnvironmentSetupError("unhealthy service", self.diagnose(
+                    f"not healthy within {timeout_s:.0f}s: {', '.join(bad)}", bad)) from None
+
+    def wait_reported_healthy(self, timeout_s: float) -> None:
+        """Every service reported running and healthy by its backend's inspect() (for containers:
+        Docker's HEALTHCHECK flag) before the deadline, else AssertionError with the others' states."""
+        def sick() -> dict:
+            states = {s: self.inspect(s) for s in self.services}
+            return {s: {k: st.get(k) for k in ("status", "health", "exit_code")} for s, st in states.items()
+                    if st.get("status") != "running" or st.get("health") != "healthy"}
+        try:
+            wait_until(lambda: not sick(), timeout_s, 0.1, "every service running and healthy", max_interval_s=0.5)
+        except AssertionError:
+            if bad := sick():
+                raise AssertionError(f"not running+healthy within {scaled(timeout_s):.1f}s: {bad}") from None
+
+    def wait_ready(self, timeout_s: float = 20) -> dict:
+        """/v1/workers shows 2 hives and 4 workers ready before the deadline."""
+        return wait_until(self.workers_ready, timeout_s, 0.05, "2 hives and 4 workers ready in /v1/workers")
+
+    def clear_faults(self) -> None:
+        """Admin reset on the orchestrator and `PUT /faults {}` on every hive and worker."""
+        def put(service: str) -> None:
+            requests.put(self.http_url(service) + "/faults", json={}, timeout=2)
+        requests.post(self.api_url + "/v1/admin/reset", headers=self.admin(), timeout=5).raise_for_status()
+        with futures.ThreadPoolExecutor(6) as pool:
+            for f in [pool.submit(put, s) for s in self.services if s != "orchestrator"]:
+                f.exception()
+
+    def traceback_services(self, since: float) -> dict[str, str]:
+        """service -> log excerpt around the first Python traceback logged since a UNIX time."""
+        found = {}
+        for s in self.services:
+            text = self.logs(s, since=since)
+            at = text.find(TRACEBACK)
+            if at >= 0:
+                found[s] = text[max(0, at - 300):at + 2500]
+        return found
