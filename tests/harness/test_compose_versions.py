@@ -23,7 +23,7 @@ def compose_of(major: int) -> list[str] | None:
 
 
 @pytest.mark.parametrize("major", [2, 1], ids=["compose-v2", "compose-v1"])
-def test_stack_comes_up_wired_and_goes_down_clean(docker_engine, major):
+def test_stack_comes_up_wired_and_goes_down_clean(docker_engine, stack_images, major):
     """Every service answers /health when up() returns, Docker's HEALTHCHECK flags them all healthy, 4 workers in
     2 hives, hives on both networks under their service alias; nothing left."""
     cmd = compose_of(major)
