@@ -31,12 +31,17 @@ def pull(kind: str, addr: str, n: int, q: Any, done: Any) -> None:
         t = PullTransport(TransportOptions(linger_ms=0))
         q.put(t.bind(addr))
         recv = t.receive
+    q.put(receive_rate(recv, n))
+    done.set()
+
+
+def receive_rate(recv: Any, n: int) -> float:
+    """Receive n messages; messages per second over the last n-1 (the first one starts the clock)."""
     recv()
     start = time.perf_counter()
     for _ in range(n - 1):
         recv()
-    q.put((n - 1) / (time.perf_counter() - start))
-    done.set()
+    return (n - 1) / (time.perf_counter() - start)
 
 
 def push(kind: str, addr: str, n: int, size: int, done: Any) -> None:
@@ -102,11 +107,7 @@ def sub(kind: str, addr: str, n: int, q: Any, done: Any) -> None:
         t = SubscriberTransport(TransportOptions(linger_ms=0, high_water_mark=0))
         t.connect(addr)
         recv = t.receive
-    recv()
-    start = time.perf_counter()
-    for _ in range(n - 1):
-        recv()
-    q.put((n - 1) / (time.perf_counter() - start))
+    q.put(receive_rate(recv, n))
     done.set()
 
 
