@@ -14,8 +14,8 @@ import requests
 from harness.compose import compose_command, compose_major, run_cmd
 from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
 from harness.stackops import (API_KEYS, NET_ADMIN_SERVICES, NETWORKS, ORCHESTRATOR_PORTS, ROOT,
-                              SERVICES, SHORT_NETWORKS, StackOps, free_port, http_port, keys_env,
-                              project_name)
+                              SERVICES, SHORT_NETWORKS, StackOps, answers_health, free_port, http_port,
+                              keys_env, project_name)
 from harness.startup import dependency_levels, http_healthy, start_container, start_in_order
 from harness.sweep import RUN_LABELS, sweep
 from harness.wait import wait_until
@@ -293,11 +293,7 @@ class Cluster(StackOps):
                 return "dead"
             if not st.get("running") or st.get("paused"):
                 return "down"
-            try:
-                ok = requests.get(self.http_url(service, st) + "/health", timeout=0.5).status_code == 200
-            except requests.RequestException:
-                ok = False
-            return "ok" if ok else "down"
+            return "ok" if answers_health(self.http_url(service, st)) else "down"
         with futures.ThreadPoolExecutor(len(self.services)) as pool:
             verdicts = dict(zip(self.services, pool.map(probe, self.services)))
         return [s for s, v in verdicts.items() if v == "dead"], [s for s, v in verdicts.items() if v == "down"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from harness.stackops import API_KEYS, ROOT, SERVICES, StackOps, free_port, keys_env
+from harness.stackops import API_KEYS, ROOT, SERVICES, StackOps, answers_health, free_port, keys_env
 from harness.errors import EnvironmentSetupError, NemesisError
 from harness.wait import wait_until
 
@@ -142,10 +142,7 @@ class LocalCluster(StackOps):
         return self.up(timeout_s)
 
     def healthy(self, service: str) -> bool:
-        try:
-            return requests.get(self.http_url(service) + "/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
+        return answers_health(self.http_url(service), 1)
 
     def probe_health(self) -> tuple[list[str], list[str]]:
         """(services whose process exited, services not answering GET /health)."""

@@ -47,6 +47,14 @@ def project_name(run_id: str) -> str:
     return "apiary-" + re.sub(r"[^a-z0-9-]", "", run_id.lower())
 
 
+def answers_health(base_url: str, timeout_s: float = 0.5) -> bool:
+    """GET <base_url>/health answers 200 (False when it answers otherwise or not at all)."""
+    try:
+        return requests.get(base_url + "/health", timeout=timeout_s).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 class StackOps:
     """Addresses, health waits and admin operations shared by the docker and local backends (need
     orchestrator_port, http_url, api_keys, services, inspect, probe_health, diagnose)."""

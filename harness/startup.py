@@ -17,6 +17,7 @@ import requests
 import yaml
 
 from harness.errors import EnvironmentSetupError, NemesisError
+from harness.stackops import answers_health
 
 PROBE_INTERVAL_S = 0.02
 
@@ -81,7 +82,7 @@ def _probe(healthy: Callable[[str], bool], service: str) -> bool:
 def http_healthy(url_of: Callable[[str], str]) -> Callable[[str], bool]:
     """A probe: GET <url_of(service)>/health answers 200."""
     def probe(service: str) -> bool:
-        return requests.get(url_of(service) + "/health", timeout=0.5).status_code == 200
+        return answers_health(url_of(service))
     return probe
 
 
