@@ -42,7 +42,7 @@ def copy_context(dest: Path) -> Path:
 
 def measure(args) -> dict:
     from harness.cluster import Cluster, docker_client
-    from harness.sweep import sweep
+    from harness.sweep import remove_image_tags, sweep
     client = docker_client()
     env = dict(os.environ, APIARY_IMAGE_TAG=TAG)
     result: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets_s": TARGETS,
@@ -80,13 +80,8 @@ def measure(args) -> dict:
         result["teardown_s"] = round(time.monotonic() - start, 2)
         leftover += sweep(client, cluster.run_id, cluster.project)
         result["teardown_leftovers"] = leftover
-    refs = [f"apiary/{svc}:{TAG}" for svc in ("orchestrator", "worker-manager", "mock-worker", "runtime", "deps")]
-    refs += [t for img in client.images.list(name=result.get("cold_base", "-none-")) for t in img.tags]
-    for ref in refs:   # the bench's own tags only (layers shared with :local stay)
-        try:
-            client.images.remove(ref)
-        except Exception:  # noqa: BLE001
-            pass
+    cold_tags = [t for img in client.images.list(name=result.get("cold_base", "-none-")) for t in img.tags]
+    remove_image_tags(client, TAG, cold_tags)   # the bench's own tags only (layers shared with :local stay)
     client.images.prune(filters={"dangling": True, "label": "io.apiary.project=apiary"})
     result["meets_targets"] = {k: result[k] <= v for k, v in TARGETS.items() if k in result}
     return result

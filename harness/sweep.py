@@ -5,6 +5,7 @@ from typing import Any
 
 RUN_LABEL = "io.apiary.run"
 RUN_LABELS = (RUN_LABEL, "io.apiary.run-id")      # the second: helper containers of the step library
+BUILT_IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker", "apiary/runtime", "apiary/deps")
 
 
 def sweep(client: Any, run_id: str, project: str | None = None) -> list[str]:
@@ -40,3 +41,13 @@ def leftovers(client: Any, run_id: str) -> dict[str, list[str]]:
         out["networks"] += [n.name for n in client.networks.list(filters=flt)]
         out["volumes"] += [v.name for v in client.volumes.list(filters=flt)]
     return out
+
+
+def remove_image_tags(client: Any, tag: str, extra: list[str] | tuple[str, ...] = ()) -> None:
+    """Remove the tags scripts/build-images.sh gave with `tag` (and the `extra` refs); layers that other
+    tags share stay, tags already gone are skipped."""
+    for ref in [f"{image}:{tag}" for image in BUILT_IMAGES] + list(extra):
+        try:
+            client.images.remove(ref)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
