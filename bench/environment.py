@@ -98,6 +98,15 @@ def idle_cores(seconds: float) -> float:
     return round((b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1), 3)
 
 
+def up_and_flags(cluster) -> tuple[float, float]:
+    """Bring the stack up: seconds until every service answers /health, and until Docker's HEALTHCHECK
+    flags them all healthy (one check interval behind)."""
+    up_s = cluster.up(120)
+    start = time.monotonic()
+    cluster.wait_reported_healthy(30)
+    return round(up_s, 2), round(up_s + time.monotonic() - start, 2)
+
+
 def measure_health_interval(client, rounds: int, intervals: list[str], idle_s: float) -> dict:
     """Per compose healthcheck interval (APIARY_HEALTH_INTERVAL), alternating rounds: stack up, up to
     Docker's flags, and idle_cores with the stack ready; medians side by side."""
@@ -110,11 +119,9 @@ def measure_health_interval(client, rounds: int, intervals: list[str], idle_s: f
                 os.environ["APIARY_HEALTH_INTERVAL"] = iv
                 cluster = Cluster(f"bench-hc{i}-" + secrets.token_hex(2), image_tag=TAG, client=client)
                 try:
-                    up_s = cluster.up(120)
-                    start = time.monotonic()
-                    cluster.wait_reported_healthy(30)
-                    rows[iv]["up_s"].append(round(up_s, 2))
-                    rows[iv]["flags_s"].append(round(up_s + time.monotonic() - start, 2))
+                    up_s, flags_s = up_and_flags(cluster)
+                    rows[iv]["up_s"].append(up_s)
+                    rows[iv]["flags_s"].append(flags_s)
                     cluster.wait_ready(60)
                     rows[iv]["idle_cores"].append(idle_cores(idle_s))
                 finally:
@@ -142,12 +149,10 @@ def measure_up(client, rounds: int) -> dict:
         for name, cmd in kinds.items():
             cluster = Cluster(f"bench-up{i}{name}-" + secrets.token_hex(2), compose=cmd, image_tag=TAG, client=client)
             try:
-                up_s = cluster.up(120)
-                samples[name].append(round(up_s, 2))
+                up_s, flags_s = up_and_flags(cluster)
+                samples[name].append(up_s)
+                flags[name].append(flags_s)
                 levels += [cluster.startup] if cluster.startup else []
-                start = time.monotonic()
-                cluster.wait_reported_healthy(30)   # Docker's HEALTHCHECK flag, one check interval behind
-                flags[name].append(round(up_s + time.monotonic() - start, 2))
             finally:
                 cluster.down()
     out = {"up_samples_s": samples, "up_compose": {k: " ".join(v) for k, v in kinds.items()},
