@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import zmq
 
 from services import protocol as p
-from tests.worker.fakes import ROOT, CutProxy, FakeHive, free_port, http, wait_until  # noqa: F401  (re-exported)
+from tests.worker.fakes import ROOT, CutProxy, FakeHive, ServiceProcess, free_port, http, wait_until  # noqa: F401  (re-exported)
 
 
 class FakeOrchestrator(FakeHive):
@@ -81,25 +79,19 @@ class FakeWorker:
         self.sock.close(linger=0)
 
 
-class HiveProcess:
+class HiveProcess(ServiceProcess):
     """A `python -m services.worker_manager` subprocess on free ports."""
 
     def __init__(self, orch_addr: str, cache_dir: str, hive_id: str = "hive-t", **env: str):
-        self.http_port = free_port()
         self.worker_port = free_port()
         self.hive_id = hive_id
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "APIARY_HIVE_ID": hive_id,
-                    "APIARY_ORCHESTRATOR_ADDR": orch_addr, "APIARY_HTTP_PORT": str(self.http_port),
-                    "APIARY_HTTP_HOST": "127.0.0.1", "APIARY_WORKER_BIND": f"tcp://127.0.0.1:{self.worker_port}",
-                    "APIARY_MODEL_CACHE": cache_dir, "APIARY_LOG_LEVEL": "info",
-                    "APIARY_HEARTBEAT_LIVENESS": "10", **env}  # 2 s expiry: fakes only beat while polled
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.worker_manager"], cwd=ROOT, env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    @property
-    def url(self) -> str:
-        """Return the hive's HTTP base URL."""
-        return f"http://127.0.0.1:{self.http_port}"
+        http_port = free_port()
+        super().__init__("services.worker_manager", f"hive {hive_id}", http_port, {
+            **os.environ, "PYTHONPATH": str(ROOT), "APIARY_HIVE_ID": hive_id,
+            "APIARY_ORCHESTRATOR_ADDR": orch_addr, "APIARY_HTTP_PORT": str(http_port),
+            "APIARY_HTTP_HOST": "127.0.0.1", "APIARY_WORKER_BIND": f"tcp://127.0.0.1:{self.worker_port}",
+            "APIARY_MODEL_CACHE": cache_dir, "APIARY_LOG_LEVEL": "info",
+            "APIARY_HEARTBEAT_LIVENESS": "10", **env})  # 2 s expiry: fakes only beat while polled
 
     @property
     def worker_addr(self) -> str:
@@ -118,22 +110,3 @@ class HiveProcess:
             if line.startswith(needle + " "):
                 return float(line.split()[-1])
         return 0.0
-
-    def wait_http(self, timeout_s: float = 10.0) -> None:
-        """Wait until /health answers."""
-        def up():
-            try:
-                return self.get("/health")[0] == 200
-            except OSError:
-                return False
-        wait_until(up, timeout_s, f"hive {self.hive_id} /health never answered")
-
-    def stop(self) -> str:
-        """Kill the process if still running and return its stderr (JSON log)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            _, err = self.proc.communicate(timeout=5)
-        except (subprocess.TimeoutExpired, ValueError):
-            err = b""
-        return (err or b"").decode(errors="replace")

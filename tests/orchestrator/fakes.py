@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,27 +19,10 @@ import requests
 import zmq
 
 from services import protocol as p
+from tests.worker.fakes import free_port, wait_until  # noqa: F401  (re-exported to the orchestrator tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
-
-
-def wait_until(condition, timeout_s: float, message: str, interval_s: float = 0.01):
-    """Poll `condition` until truthy; fail naming what did not happen."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s: {message}")
-        time.sleep(interval_s)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class FakeHive:

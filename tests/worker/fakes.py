@@ -28,7 +28,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], object], timeout_s: float, err_msg: str, interval_s: float = 0.02):
+def wait_until(condition: Callable[[], object], timeout_s: float, err_msg: str, interval_s: float = 0.01):
     """Poll condition until truthy (return it) or fail naming what did not happen."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -164,23 +164,19 @@ class FakeHive:
         raise AssertionError(f"job {job_id} did not end within {timeout_s}s ({len(partials)} partials)")
 
 
-class WorkerProcess:
-    """A `python -m services.mock_worker` subprocess on free ports."""
+class ServiceProcess:
+    """A `python -m <module>` service subprocess with an HTTP port on 127.0.0.1 (stderr kept: its JSON log)."""
 
-    def __init__(self, hive_addr: str, worker_id: str = "w1", **env: str):
-        self.http_port = free_port()
-        self.worker_id = worker_id
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "APIARY_WORKER_ID": worker_id,
-                    "APIARY_HIVE_ADDR": hive_addr, "APIARY_HTTP_PORT": str(self.http_port),
-                    "APIARY_HTTP_HOST": "127.0.0.1", "APIARY_LOAD_TIME_S": "0.01",
-                    "APIARY_TOKENS_PER_S": "0", "APIARY_LOG_LEVEL": "info",
-                    "APIARY_HEARTBEAT_LIVENESS": "10", **env}  # 2 s expiry: the fake only beats while polled
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.mock_worker"], cwd=ROOT, env=self.env,
+    def __init__(self, module: str, name: str, http_port: int, env: dict[str, str]):
+        self.http_port = http_port
+        self.name = name
+        self.env = env
+        self.proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     @property
     def url(self) -> str:
-        """Return the worker's HTTP base URL."""
+        """Return the service's HTTP base URL."""
         return f"http://127.0.0.1:{self.http_port}"
 
     def wait_http(self, timeout_s: float = 10.0) -> None:
@@ -190,11 +186,7 @@ class WorkerProcess:
                 return http("GET", self.url + "/health", timeout_s=0.5)[0] == 200
             except OSError:
                 return False
-        wait_until(up, timeout_s, f"worker {self.worker_id} /health never answered")
-
-    def put_faults(self, faults: dict) -> tuple[int, object]:
-        """PUT /faults."""
-        return http("PUT", self.url + "/faults", faults)
+        wait_until(up, timeout_s, f"{self.name} /health never answered")
 
     def wait_exit(self, timeout_s: float = 10.0) -> int:
         """Wait for the process to exit and return its code."""
@@ -209,6 +201,24 @@ class WorkerProcess:
         except (subprocess.TimeoutExpired, ValueError):
             err = b""
         return (err or b"").decode(errors="replace")
+
+
+class WorkerProcess(ServiceProcess):
+    """A `python -m services.mock_worker` subprocess on free ports."""
+
+    def __init__(self, hive_addr: str, worker_id: str = "w1", **env: str):
+        self.worker_id = worker_id
+        http_port = free_port()
+        super().__init__("services.mock_worker", f"worker {worker_id}", http_port, {
+            **os.environ, "PYTHONPATH": str(ROOT), "APIARY_WORKER_ID": worker_id,
+            "APIARY_HIVE_ADDR": hive_addr, "APIARY_HTTP_PORT": str(http_port),
+            "APIARY_HTTP_HOST": "127.0.0.1", "APIARY_LOAD_TIME_S": "0.01",
+            "APIARY_TOKENS_PER_S": "0", "APIARY_LOG_LEVEL": "info",
+            "APIARY_HEARTBEAT_LIVENESS": "10", **env})  # 2 s expiry: the fake only beats while polled
+
+    def put_faults(self, faults: dict) -> tuple[int, object]:
+        """PUT /faults."""
+        return http("PUT", self.url + "/faults", faults)
 
 
 class CutProxy:
