@@ -9,7 +9,6 @@ import subprocess
 import time
 from typing import Any
 
-import requests
 
 from harness.compose import compose_command, compose_major, run_cmd
 from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
@@ -18,7 +17,6 @@ from harness.stackops import (API_KEYS, NET_ADMIN_SERVICES, NETWORKS, ORCHESTRAT
                               keys_env, project_name)
 from harness.startup import dependency_levels, http_healthy, start_container, start_in_order
 from harness.sweep import RUN_LABELS, sweep
-from harness.wait import wait_until
 
 COMPOSE_FILE = ROOT / "docker-compose.integration.yml"
 
@@ -326,14 +324,3 @@ class Cluster(StackOps):
         with futures.ThreadPoolExecutor(len(self.services)) as pool:
             list(pool.map(heal_one, self.services))
         return healed
-
-    def reset(self, timeout_s: float = 30) -> float:
-        """Known state between scenarios: heal faults, clear jobs and faults, wait until all ready
-        (deadlines scaled by the timeout multiplier)."""
-        start = time.monotonic()
-        self.heal()
-        self.wait_healthy(timeout_s, scale=True)
-        wait_until(lambda: self.clear_faults() or True, 5, 0.05, "admin reset accepted",
-                   swallow=(requests.RequestException,))
-        self.wait_ready(timeout_s)
-        return time.monotonic() - start

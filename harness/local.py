@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
 
 from harness.stackops import API_KEYS, ROOT, SERVICES, StackOps, answers_health, free_port, keys_env
 from harness.errors import EnvironmentSetupError, NemesisError
-from harness.wait import wait_until
 
 MODULES = {"orchestrator": "services.orchestrator", "hive": "services.worker_manager", "worker": "services.mock_worker"}
 NEEDS_DOCKER = "needs the docker backend (container networks); run with --backend docker"
@@ -272,16 +270,6 @@ class LocalCluster(StackOps):
             if self.proc(service).poll() is not None:
                 self.start(service); healed.append(f"start {service}")
         return healed
-
-    def reset(self, timeout_s: float = 30) -> float:
-        """Known state between scenarios: heal, clear jobs and faults, wait until all ready."""
-        start = time.monotonic()
-        self.heal()
-        self.wait_healthy(timeout_s, scale=True)
-        wait_until(lambda: self.clear_faults() or True, 5, 0.05, "admin reset accepted",
-                   swallow=(requests.RequestException,))
-        self.wait_ready(timeout_s)
-        return time.monotonic() - start
 
     def describe(self) -> dict:
         return {"backend": "local", "run_id": self.run_id, "workdir": str(self.workdir), "api_url": self.api_url,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import re
+import time
 from pathlib import Path
 
 import requests
@@ -57,7 +58,7 @@ def answers_health(base_url: str, timeout_s: float = 0.5) -> bool:
 
 class StackOps:
     """Addresses, health waits and admin operations shared by the docker and local backends (need
-    orchestrator_port, http_url, api_keys, services, inspect, probe_health, diagnose)."""
+    orchestrator_port, http_url, api_keys, services, inspect, probe_health, diagnose, heal)."""
 
     @property
     def api_url(self) -> str:
@@ -121,6 +122,17 @@ class StackOps:
         with futures.ThreadPoolExecutor(6) as pool:
             for f in [pool.submit(put, s) for s in self.services if s != "orchestrator"]:
                 f.exception()
+
+    def reset(self, timeout_s: float = 30) -> float:
+        """Known state between scenarios: heal faults (the backend's heal), clear jobs and faults, wait
+        until all ready (deadlines scaled by the timeout multiplier); returns seconds."""
+        start = time.monotonic()
+        self.heal()
+        self.wait_healthy(timeout_s, scale=True)
+        wait_until(lambda: self.clear_faults() or True, 5, 0.05, "admin reset accepted",
+                   swallow=(requests.RequestException,))
+        self.wait_ready(timeout_s)
+        return time.monotonic() - start
 
     def traceback_services(self, since: float) -> dict[str, str]:
         """service -> log excerpt around the first Python traceback logged since a UNIX time."""
