@@ -1,5 +1,5 @@
-"""Run results: summary.json from behave's JSON (+ failures/skips the hooks recorded), the gate
-verdict from gate.yml, JUnit links to failure bundles, an index.html, and the printed summary table."""
+"""Run results: summary.json from behave's JSON (+ failures/skips the hooks recorded; the gate verdict
+is harness/gate.py's), JUnit links to failure bundles, an index.html, and the printed summary table."""
 from __future__ import annotations
 
 import html
@@ -11,8 +11,6 @@ from typing import Any
 
 FAILED = {"failed", "error", "hook_error", "undefined", "cleanup_error", "traceback"}
 PRIORITIES = ("p0", "p1", "p2")
-DEFAULT_GATE = {"must_pass": ["p0"], "allow_skips": {"p0": False}, "default_allow_skips": True,
-                "flake_budget": 0, "min_scenarios": 1}
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -84,46 +82,6 @@ def summarize(scenarios: list[dict], meta: dict[str, Any]) -> dict:
             "skipped": [{"feature": s["feature"], "scenario": s["scenario"], "tags": s["tags"],
                          "reason": s.get("skip_reason", "skipped by behave")} for s in scenarios if s["status"] == "skipped"],
             "scenarios": scenarios}
-
-
-def load_gate(path: Path) -> dict:
-    """gate.yml merged over the defaults (defaults when the file is missing)."""
-    policy = dict(DEFAULT_GATE)
-    if Path(path).exists():
-        import yaml
-        policy.update(yaml.safe_load(Path(path).read_text()) or {})
-    return policy
-
-
-def apply_gate(summary: dict, policy: dict) -> dict:
-    """The gate verdict: {'passed': bool, 'reasons': [...]} for the summary under the policy."""
-    reasons: list[str] = []
-    scenarios = summary["scenarios"]
-    if summary["totals"]["total"] < int(policy.get("min_scenarios", 1)):
-        reasons.append(f"only {summary['totals']['total']} scenario(s) ran; the gate needs at least {policy['min_scenarios']}")
-    failed = [s for s in scenarios if s["status"] in FAILED]
-    flaky = [s for s in scenarios if "flaky" in s["tags"]]
-    budget = int(policy.get("flake_budget", 0))
-    counted = [s for s in failed if "flaky" not in s["tags"]]
-    flaky_failed = [s for s in failed if "flaky" in s["tags"]]
-    if len(flaky_failed) > budget:
-        counted += flaky_failed
-        reasons.append(f"{len(flaky_failed)} @flaky failure(s) exceed the flake budget of {budget}")
-    for tag in policy.get("must_pass", []):
-        tag = tag.lstrip("@")
-        bad = [s for s in counted if tag in s["tags"]]
-        if bad:
-            reasons.append(f"@{tag} must pass entirely: {len(bad)} failed ({bad[0]['scenario']!r}...)")
-    if counted:
-        reasons.append(f"{len(counted)} scenario(s) failed")
-    allow = policy.get("allow_skips", {}) or {}
-    for s in scenarios:
-        if s["status"] != "skipped":
-            continue
-        denied = [t for t in s["tags"] if t in allow and not allow[t]]
-        if denied or (not any(t in allow for t in s["tags"]) and not policy.get("default_allow_skips", True)):
-            reasons.append(f"skip not allowed for {s['scenario']!r} (tags {denied or s['tags']})")
-    return {"passed": not reasons, "reasons": reasons, "flaky_seen": len(flaky), "policy": policy}
 
 
 def link_junit(junit_dir: Path, failures: list[dict], run_dir: Path) -> int:

@@ -96,6 +96,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     b.add_argument("--no-build", dest="build", action="store_false", help="use the existing apiary/* images")
     p.add_argument("--keep-up", action="store_true", help="leave the stack running; print how to reach and remove it")
     p.add_argument("--report-dir", default=str(ROOT / "reports"), metavar="DIR", help="where run directories go (default: reports/)")
+    p.add_argument("--gate", default=str(ROOT / "gate.yml"), metavar="FILE",
+                   help="gate policy (default: gate.yml); checked before anything starts, a bad key exits 2")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="seed for randomized steps (default: random, recorded)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
     p.add_argument("--timeout-multiplier", type=float, default=1.0, metavar="X",
@@ -123,8 +125,9 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def choose_backend(args) -> str:
-    """docker when asked or when an engine answers; else local with one line saying so."""
+def choose_backend(args, meta: dict) -> str:
+    """docker when asked or when an engine answers; else local, saying so and recording the fallback
+    (the gate then fails if @container scenarios were skipped, unless gate.yml allows it)."""
     if args.backend == "local":
         return "local"
     from harness.cluster import docker_client
@@ -134,7 +137,10 @@ def choose_backend(args) -> str:
     except EnvironmentSetupError as exc:
         if args.backend == "docker":
             raise
-        say(f"No Docker engine reachable ({exc.detail}): running the features against local processes (--backend local).")
+        meta["backend_fallback"] = f"no Docker engine reachable: {exc.detail}"
+        say(f"No Docker engine reachable ({exc.detail}): running the features against local processes "
+            "(--backend local). @container scenarios will be skipped, and the gate fails on those skips "
+            "unless gate.yml says allow_skips: {container: true}.")
         return "local"
 
 
@@ -203,12 +209,12 @@ def git_revision() -> str:
 
 def finish_report(args, settings: Settings, run_dir: Path, meta: dict, behave_rc: int | None) -> int:
     """summary.json, gate verdict, JUnit links, index.html, the printed table; returns the exit code."""
-    from harness import report
+    from harness import gate as release_gate, report
     scenarios = report.merge(report.scenarios_from_behave(run_dir / "behave.json"),
                              report.read_jsonl(run_dir / "failures.jsonl"), report.read_jsonl(run_dir / "skips.jsonl"),
                              report.read_jsonl(run_dir / "elapsed.jsonl"))
     summary = report.summarize(scenarios, meta)
-    gate = report.apply_gate(summary, report.load_gate(ROOT / "gate.yml"))
+    gate = release_gate.apply_gate(summary, args.policy)
     if meta.get("run_limit_exceeded"):
         gate["passed"] = False
         gate["reasons"].append(meta["run_limit_exceeded"] + " (scenarios not reached are missing from the totals)")
@@ -270,6 +276,13 @@ def print_keep_up(settings: Settings, cluster, run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from harness.gate import GateError, load_gate
+    try:
+        args.policy = load_gate(Path(args.gate))
+    except GateError as exc:
+        say(f"ERROR: the gate policy cannot be used: {exc}")
+        say(f"Exit code {EXIT_ENV}")
+        return EXIT_ENV
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     from harness import report
@@ -287,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timeout_multiplier": args.timeout_multiplier}
     cluster, code, timings = None, EXIT_ENV, {}
     try:
-        settings.backend = choose_backend(args)
+        settings.backend = choose_backend(args, meta)
         meta["backend"] = settings.backend
         if settings.backend == "docker":
             from harness.cluster import Cluster

@@ -40,40 +40,6 @@ def test_skip_reason_is_recorded(tmp_path):
     assert s["skipped"][0]["reason"] == "needs container-level faults"
 
 
-def test_gate_holds_when_everything_passed(tmp_path):
-    s = summary_of(tmp_path, [("a", ["p0"], "passed")])
-    assert report.apply_gate(s, report.DEFAULT_GATE)["passed"]
-
-
-def test_gate_fails_on_a_p0_failure_and_names_the_tag(tmp_path):
-    s = summary_of(tmp_path, [("a", ["p0"], "failed"), ("b", ["p1"], "passed")])
-    verdict = report.apply_gate(s, {**report.DEFAULT_GATE, "must_pass": ["@p0"]})
-    assert not verdict["passed"] and any("@p0 must pass" in r for r in verdict["reasons"])
-
-
-def test_gate_flake_budget_tolerates_flaky_failures_within_budget(tmp_path):
-    s = summary_of(tmp_path, [("a", ["flaky", "p2"], "failed"), ("b", ["p0"], "passed")])
-    assert report.apply_gate(s, {**report.DEFAULT_GATE, "flake_budget": 1})["passed"]
-    assert not report.apply_gate(s, {**report.DEFAULT_GATE, "flake_budget": 0})["passed"]
-
-
-def test_gate_refuses_a_skip_where_skips_are_not_allowed(tmp_path):
-    s = summary_of(tmp_path, [("a", ["p0"], "skipped"), ("b", ["p2"], "skipped"), ("c", ["p0"], "passed")])
-    verdict = report.apply_gate(s, {**report.DEFAULT_GATE, "allow_skips": {"p0": False}})
-    assert not verdict["passed"] and len([r for r in verdict["reasons"] if "skip not allowed" in r]) == 1
-
-
-def test_gate_fails_when_nothing_ran(tmp_path):
-    s = summary_of(tmp_path, [])
-    assert not report.apply_gate(s, report.DEFAULT_GATE)["passed"]
-
-
-def test_load_gate_reads_the_repository_policy():
-    from harness.runner import ROOT
-    policy = report.load_gate(ROOT / "gate.yml")
-    assert "p0" in policy["must_pass"] and isinstance(policy["flake_budget"], int)
-
-
 def test_link_junit_adds_bundle_property_and_attachment(tmp_path):
     junit = tmp_path / "junit"
     junit.mkdir()
