@@ -86,7 +86,8 @@ class LocalCluster(StackOps):
                        APIARY_MODEL_CACHE=str(self.workdir / "data" / service))
         else:
             hive = "hive-" + service.split("-")[1][0]
-            env.update(APIARY_WORKER_ID=service, APIARY_HIVE_ADDR=self.router_url_of(hive))
+            env.update(APIARY_WORKER_ID=service, APIARY_HIVE_ADDR=self.router_url_of(hive),
+                       APIARY_LEDGER_PATH=str(self.workdir / "data" / f"ledger-{service}.jsonl"))
         return env
 
     def spawn(self, service: str) -> None:

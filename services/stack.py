@@ -151,7 +151,8 @@ class LocalStack:
                        APIARY_MODEL_CACHE=str(self.workdir / "data" / "models" / name))
         else:
             hive = self.hive_of(name)
-            env.update(APIARY_WORKER_ID=name, APIARY_HIVE_ADDR=f"tcp://127.0.0.1:{self.ports[hive]['router']}")
+            env.update(APIARY_WORKER_ID=name, APIARY_HIVE_ADDR=f"tcp://127.0.0.1:{self.ports[hive]['router']}",
+                       APIARY_LEDGER_PATH=str(self.workdir / "data" / f"ledger-{name}.jsonl"))
         env.update(self.extra[kind])
         return env
 

@@ -9,6 +9,7 @@ from services.common.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
 from services.protocol import loads
 
 from .faults import FaultError, validate_faults
+from .ledger import default_path
 
 
 @dataclasses.dataclass
@@ -28,12 +29,14 @@ class WorkerConfig:
     grace_s: float = 5.0
     log_level: str = "info"
     faults: dict = dataclasses.field(default_factory=dict)
+    ledger_path: str = ""  # "" = default_path(worker_id)
 
     @classmethod
     def from_env(cls) -> "WorkerConfig":
         """Build the config from APIARY_* variables, exiting with a clear message on a bad value."""
+        worker_id = env_str("APIARY_WORKER_ID", hostname())
         return cls(
-            worker_id=env_str("APIARY_WORKER_ID", hostname()),
+            worker_id=worker_id,
             hive_addr=env_str("APIARY_HIVE_ADDR", "tcp://127.0.0.1:5556"),
             model=env_str("APIARY_MODEL", "tinyllama"),
             slots=env_int("APIARY_SLOTS", 4, minimum=1),
@@ -46,6 +49,7 @@ class WorkerConfig:
             grace_s=env_float("APIARY_SHUTDOWN_GRACE_S", 5.0, minimum=0),
             log_level=env_str("APIARY_LOG_LEVEL", "info"),
             faults=faults_from_env(),
+            ledger_path=env_str("APIARY_LEDGER_PATH", default_path(worker_id)),
         )
 
 

@@ -23,6 +23,9 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "malformed_frame": ((str,), "string"),
     "unhealthy": ((bool,), "boolean"),
     "error": ((str,), "string"),
+    # deliberate bug (off by default): after re-registering following a lost hive link, run the last job
+    # finished before the loss again and send its FINAL a second time
+    "dup_final_after_reconnect": ((bool,), "boolean"),
 }
 
 

@@ -1,5 +1,8 @@
-"""HTTP side of the mock worker (port 8001): /health, /ready, /metrics, GET/PUT /faults."""
+"""HTTP side of the mock worker (port 8001): /health, /ready, /metrics, GET/PUT /faults, GET /ledger."""
 from __future__ import annotations
+
+import asyncio
+import math
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -44,7 +47,28 @@ def make_app(worker: Worker) -> Starlette:
         worker.set_faults(faults)
         return JSONResponse(worker.faults)
 
+    async def ledger(request: Request) -> JSONResponse:
+        since = None
+        raw = request.query_params.get("since")
+        if raw is not None:
+            try:
+                since = float(raw)
+                if not math.isfinite(since):
+                    raise ValueError
+            except ValueError:
+                return JSONResponse({"error": {"field": "since", "message": "since must be epoch seconds"}},
+                                    status_code=400)
+        book = worker.ledger
+        try:
+            entries, skipped = await asyncio.to_thread(book.read, since)  # the file may be large
+        except OSError as exc:
+            return JSONResponse({"error": {"field": "ledger", "message": f"ledger unreadable: {exc}"},
+                                 "worker": worker.cfg.worker_id, "path": book.path}, status_code=503)
+        return JSONResponse({"worker": worker.cfg.worker_id, "path": book.path, "entries": entries,
+                             "skipped_lines": skipped, "write_errors": book.errors})
+
     return Starlette(routes=[
         Route("/health", health), Route("/ready", ready), Route("/metrics", metrics),
         Route("/faults", get_faults, methods=["GET"]), Route("/faults", put_faults, methods=["PUT"]),
+        Route("/ledger", ledger, methods=["GET"]),
     ])

@@ -1,4 +1,4 @@
-"""The worker's jobs: accepting REQUEST/CANCEL and relaying the engine's lines as PARTIAL/FINAL/ERROR."""
+"""The worker's jobs: accepting REQUEST/CANCEL, relaying the engine's lines as PARTIAL/FINAL/ERROR, and the ledger."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +13,8 @@ log = logging.getLogger("mock-worker")  # part of the worker: its records keep t
 class Job:
     """One running job: ids, streaming mode and timing."""
 
-    __slots__ = ("key", "job_id", "attempt", "trace_id", "stream", "received", "first_token", "tokens", "parts")
+    __slots__ = ("key", "job_id", "attempt", "trace_id", "stream", "received", "first_token", "tokens", "parts",
+                 "request")
 
     def __init__(self, key: int, body: dict, now: float):
         self.key = key
@@ -25,13 +26,14 @@ class Job:
         self.first_token = 0.0
         self.tokens = 0
         self.parts: list[str] = []
+        self.request = body  # the REQUEST body: the prompt for the ledger, and what a replay runs again
 
 
 class JobsMixin:
     """Worker methods that run jobs; mixed into Worker, which owns the state they use.
 
     Relies on the Worker's cfg, metrics, engine, models, faults, draining, hung, free_slots, crash_budget,
-    jobs, keys and _next_key, and on its send, start_oom and crash.
+    jobs, keys, _next_key, ledger and last_finished, and on its send, start_oom and crash.
     """
 
     def start_job(self, body: dict) -> None:
@@ -57,6 +59,7 @@ class JobsMixin:
             return
         self.jobs[key] = job
         self.keys[(job_id, attempt)] = key
+        self.note(job, "start")
         log.debug("job started", extra={"event": "job_started", "job_id": job_id, "trace_id": job.trace_id})
 
     def refusal(self, body: dict) -> tuple[str, str, dict] | None:
@@ -87,9 +90,14 @@ class JobsMixin:
             return
         self.engine.send({"op": "cancel", "k": key})
 
+    def note(self, job: Job, event: str, **extra) -> None:
+        """Append a start/finish/abort entry for the job to the worker's ledger."""
+        self.ledger.record(event, job.job_id, job.attempt, job.request.get("prompt", ""), job.tokens, **extra)
+
     def end_job(self, job: Job, outcome: str) -> None:
-        """Forget a job and count its outcome."""
-        self.jobs.pop(job.key, None)
+        """Forget a job, count its outcome and, unless it completed (see finish_job), ledger it as aborted."""
+        if self.jobs.pop(job.key, None) is not None and outcome != "completed":
+            self.note(job, "abort", reason=outcome)
         self.keys.pop((job.job_id, job.attempt), None)
         self.metrics.jobs(outcome).inc()
         if self.draining is False and outcome != "completed":
@@ -128,7 +136,7 @@ class JobsMixin:
                 self.crash()
 
     def finish_job(self, job: Job) -> None:
-        """Send FINAL with token count and timings."""
+        """Send FINAL with token count and timings; ledger it as finished (then aborted if the FINAL was refused)."""
         if self.hung:
             return
         now = time.monotonic()
@@ -139,7 +147,11 @@ class JobsMixin:
         if not job.stream:
             body["text"] = "".join(job.parts)
         self.end_job(job, "completed")
-        self.send(p.FINAL, body)
+        self.note(job, "finish")  # before the send: a kill can never leave a FINAL out without its line
+        if self.send(p.FINAL, body):
+            self.last_finished = job.request
+        else:
+            self.note(job, "abort", reason="final_not_sent")
 
     def on_engine_exit(self, code: int | None) -> None:
         """Fail every running job with worker_error and restart the engine."""

@@ -5,7 +5,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 
 class WorkerMetrics:
-    """Tokens generated, jobs by outcome, faults applied, protocol errors, dropped frames."""
+    """Tokens generated, jobs by outcome, faults applied, protocol errors, dropped frames, ledger errors."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -17,6 +17,8 @@ class WorkerMetrics:
         self.protocol_errors = Counter("apiary_protocol_errors_total", "Malformed frames received",
                                        ["reason"], registry=r)
         self.dropped = Counter("apiary_dropped_messages_total", "Frames that could not be sent", registry=r)
+        self.ledger_errors = Counter("apiary_worker_ledger_errors_total", "Ledger lines that could not be written",
+                                     registry=r)
         self.in_flight = Gauge("apiary_worker_jobs_in_flight", "Jobs running now", registry=r)
         self._children: dict[str, Counter] = {}
 

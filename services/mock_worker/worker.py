@@ -21,6 +21,7 @@ from .config import WorkerConfig
 from .engine_client import EngineClient
 from .faults import hog_memory
 from .jobs import Job, JobsMixin
+from .ledger import Ledger, default_path
 from .metrics import WorkerMetrics
 from .sabotage import malformed_frames
 
@@ -58,6 +59,10 @@ class Worker(JobsMixin):
         self._oom_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self.stall: StallClock | None = None
+        self.ledger = Ledger(cfg.ledger_path or default_path(cfg.worker_id), cfg.worker_id,
+                             self.metrics.ledger_errors.inc)
+        self.last_finished: dict | None = None  # REQUEST of the last job whose FINAL went out
+        self.replay_after_reconnect: dict | None = None  # what dup_final_after_reconnect runs again
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -147,6 +152,7 @@ class Worker(JobsMixin):
         if self.sock is not None:
             self.sock.close(linger=200)
         self.ctx.term()
+        self.ledger.close()
         log.info("stopped", extra={"event": "stopped"})
         self.stopped.set()
 
@@ -156,12 +162,14 @@ class Worker(JobsMixin):
 
     # ---- hive link ---------------------------------------------------------------------------
 
-    def send(self, command: bytes, body: dict) -> None:
-        """Send one frame to the hive unless hung; count drops."""
+    def send(self, command: bytes, body: dict) -> bool:
+        """Send one frame to the hive unless hung; count drops; True when the frame was queued."""
         if self.hung or self.sock is None:
-            return
+            return False
         if not self.sock.send(p.encode(command, body)):
             self.metrics.dropped.inc()
+            return False
+        return True
 
     def send_capacity(self) -> None:
         """Announce our state, free slots and models."""
@@ -230,6 +238,8 @@ class Worker(JobsMixin):
         for job in list(self.jobs.values()):
             self.engine.send({"op": "cancel", "k": job.key})
             self.end_job(job, "cancelled")
+        if self.last_finished is not None:  # a second loss before re-registering keeps the first candidate
+            self.replay_after_reconnect, self.last_finished = self.last_finished, None
         self.connect()
         self.next_ready_at = time.monotonic() + max(self.cfg.interval_s, self.backoff.next_delay())
 
@@ -287,6 +297,16 @@ class Worker(JobsMixin):
             self.send_capacity()
         if first:
             self.apply_side_effects({}, self.faults)
+        replay, self.replay_after_reconnect = self.replay_after_reconnect, None
+        if replay is not None and not first and self.faults.get("dup_final_after_reconnect"):
+            self.replay_job(replay)
+
+    def replay_job(self, request: dict) -> None:
+        """The deliberate bug: run a job already finished before the hive link was lost again (FINAL twice)."""
+        log.warning("re-running a finished job after reconnecting (dup_final_after_reconnect)",
+                    extra={"event": "dup_final_replay", "job_id": request["job_id"], "trace_id": request["trace_id"],
+                           "attempt": request["attempt"]})
+        self.start_job(dict(request))
 
     # ---- faults ------------------------------------------------------------------------------
 

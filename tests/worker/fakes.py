@@ -7,6 +7,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -214,7 +215,8 @@ class WorkerProcess(ServiceProcess):
             "APIARY_HIVE_ADDR": hive_addr, "APIARY_HTTP_PORT": str(http_port),
             "APIARY_HTTP_HOST": "127.0.0.1", "APIARY_LOAD_TIME_S": "0.01",
             "APIARY_TOKENS_PER_S": "0", "APIARY_LOG_LEVEL": "info",
-            "APIARY_HEARTBEAT_LIVENESS": "10", **env})  # 2 s expiry: the fake only beats while polled
+            "APIARY_HEARTBEAT_LIVENESS": "10",  # 2 s expiry: the fake only beats while polled
+            "APIARY_LEDGER_PATH": os.path.join(tempfile.mkdtemp(prefix="apiary-ledger-"), f"{worker_id}.jsonl"), **env})
 
     def put_faults(self, faults: dict) -> tuple[int, object]:
         """PUT /faults."""
