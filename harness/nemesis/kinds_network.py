@@ -1,0 +1,374 @@
+"""Network fault kinds: `partition` (docker network disconnect both ways; iptables DROP one way) and `loss`
+(random inbound TCP drops). Every iptables rule lives in the one chain APIARY_NEMESIS, tagged with a
+comment so overlapping faults in one container add and remove only their own rules.
+
+A partition's verify() execs a short TCP connect from one side to the other, which must time out or
+be unreachable (connected or refused both mean packets flow); a loss's verify() reads its rules' packet
+counters and requires drops, generating a few TCP connects when no traffic crossed yet.
+"""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import itertools
+import os
+import shlex
+import time
+from typing import Any
+
+from harness.errors import NemesisError
+from harness.nemesis.protocol import (CHAIN, DOWN, HOST_FACING, ROLE_RANK, ActiveFault, FaultKind, check_number, is_docker,
+                                      listen_port, live_networks, net_admin, parse_target, peers, poll, register, role,
+                                      run, services_of, static_networks)
+from harness.stackops import SHORT_NETWORKS
+
+PROBE_CODE = """import socket, sys
+s = socket.socket(); s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2]))); print("connected")
+except socket.timeout:
+    print("timeout")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print("unreachable", e.errno)
+"""
+TRAFFIC_CODE = """import socket, sys
+n = 0
+for _ in range(int(sys.argv[3])):
+    s = socket.socket(); s.settimeout(float(sys.argv[4]))
+    try:
+        s.connect((sys.argv[1], int(sys.argv[2])))
+    except OSError:
+        pass
+    s.close(); n += 1
+print(n)
+"""
+BLOCKED = ("timeout", "unreachable")
+CUTTABLE = tuple(n for n in SHORT_NETWORKS if n not in HOST_FACING)
+_tags = itertools.count(1)
+
+
+def new_tag() -> str:
+    """A rule comment unique to this process and fault."""
+    return f"apiary-{os.getpid()}-{next(_tags)}"
+
+
+def add_rules_script(specs: list[str]) -> list[str]:
+    """sh -c argv: make sure the chain exists and is jumped to from INPUT and OUTPUT, then append the rules."""
+    lines = ["set -e", f"iptables -w -N {CHAIN} 2>/dev/null || true"]
+    for hook in ("INPUT", "OUTPUT"):
+        lines.append(f"iptables -w -C {hook} -j {CHAIN} 2>/dev/null || iptables -w -I {hook} 1 -j {CHAIN}")
+    lines += [f"iptables -w -A {CHAIN} {spec}" for spec in specs]
+    return ["sh", "-c", "\n".join(lines)]
+
+
+def remove_rules_script(specs: list[str]) -> list[str]:
+    """sh -c argv: delete every copy of the rules; exits 0 only when none is left."""
+    lines = [f"while iptables -w -D {CHAIN} {spec} 2>/dev/null; do :; done" for spec in specs]
+    lines.append(" && ".join(f"! iptables -w -C {CHAIN} {spec} 2>/dev/null" for spec in specs))
+    return ["sh", "-c", "\n".join(lines)]
+
+
+LIST_RULES = ["iptables", "-w", "-L", CHAIN, "-v", "-n", "-x"]
+
+
+def counters(listing: str) -> dict[str, int]:
+    """Rule comment -> packet counter, from `iptables -L CHAIN -v -n -x` output."""
+    out = {}
+    for line in listing.splitlines():
+        if "/* " in line and line.split() and line.split()[0].isdigit():
+            out[line.split("/* ", 1)[1].split(" */", 1)[0]] = int(line.split()[0])
+    return out
+
+
+def probe(stack: Any, src: str, ip: str, port: int, timeout_s: float) -> dict:
+    """A TCP connect from `src`'s container to ip:port: result connected|refused|timeout|unreachable|error."""
+    rc, out = run(stack, src, ["python3", "-I", "-S", "-c", PROBE_CODE, ip, str(port), str(timeout_s)])
+    words = out.split()
+    result = words[0] if rc == 0 and words and words[0] in ("connected", "refused", *BLOCKED) else "error"
+    return {"from": src, "ip": ip, "port": port, "result": result, **({"output": out[-300:]} if result == "error" else {})}
+
+
+def probe_all(stack: Any, probes: list[tuple[str, str, int]], timeout_s: float) -> list[dict]:
+    """Run (src, ip, port) probes in parallel."""
+    if len(probes) <= 1:
+        return [probe(stack, *p, timeout_s) for p in probes]
+    with futures.ThreadPoolExecutor(len(probes)) as pool:
+        return list(pool.map(lambda p: probe(stack, *p, timeout_s), probes))
+
+
+def ip_on(nets: dict[str, dict], net: str, service: str) -> str:
+    ip = (nets.get(net) or {}).get("ip")
+    if not ip:
+        raise NemesisError(f"no IP for {service} on {net} (networks: {sorted(nets)})")
+    return ip
+
+
+def shared(na: dict[str, dict], nb: dict[str, dict]) -> list[str]:
+    """Non host-facing networks both live attachment maps contain."""
+    return [n for n in na if n in nb and n in CUTTABLE]
+
+
+def normalize_direction(direction: Any, a: str, b: str | None) -> str:
+    """both | a->b | b->a (also accepted: "<a>-><b>" spelled with the target's service names)."""
+    if direction in ("both", "a->b", "b->a"):
+        return direction
+    if direction == f"{a}->{b}":
+        return "a->b"
+    if direction == f"{b}->{a}":
+        return "b->a"
+    raise NemesisError(f"partition: bad param 'direction' {direction!r}; want 'both', 'a->b' or 'b->a'")
+
+
+class PartitionCut(ActiveFault):
+    """Services disconnected from networks; verify: membership gone and connect probes blocked."""
+
+    def __init__(self, kind: str, target: str, params: dict, stack: Any, cuts: list, probes: list):
+        super().__init__(kind, target, params, stack)
+        self.cuts = cuts        # [(service, short network)]
+        self.probes = probes    # [(prober, cut service, network, its IP there before the cut, port)]
+
+    def check(self) -> tuple[bool, Any]:
+        live = {s: live_networks(self.stack, s) for s in {s for s, _ in self.cuts}}
+        membership = {s: sorted(nets) for s, nets in live.items()}
+        still = [[s, n] for s, n in self.cuts if n in live[s]]
+        # probe the cut service's address now if it is back on the network (a reconnect may change it)
+        now = [(prober, (live[cut].get(net) or {}).get("ip") or old_ip, port)
+               for prober, cut, net, old_ip, port in self.probes]
+        results = probe_all(self.stack, now, self.params["probe_timeout_s"])
+        held = not still and bool(results) and all(r["result"] in BLOCKED for r in results)
+        return held, {"cut": [list(c) for c in self.cuts], "still_attached": still, "membership": membership,
+                      "probes": results}
+
+    def undo(self) -> list[str]:
+        left, failed = [], set()
+        for service, net in self.cuts:
+            try:
+                self.stack.connect(service, net)
+            except Exception as exc:  # noqa: BLE001 - reconnect the rest, report this one
+                left.append(f"connect {service} {net}: {exc!r}"[:300])
+                failed.add((service, net))
+        for service, net in self.cuts:
+            if (service, net) not in failed and net not in live_networks(self.stack, service):
+                left.append(f"{service} still not on {net} after connect")
+        return left
+
+
+class RuleFault(ActiveFault):
+    """iptables rules in one or more containers ({host: [spec]}); heal deletes exactly those rules."""
+
+    def __init__(self, kind: str, target: str, params: dict, stack: Any, rules: dict[str, list[str]]):
+        super().__init__(kind, target, params, stack)
+        self.rules = rules
+
+    def undo(self) -> list[str]:
+        left = []
+        for host, specs in self.rules.items():
+            rc, out = run(self.stack, host, remove_rules_script(specs))
+            if rc == 0:
+                continue
+            status = (self.stack.inspect(host) or {}).get("status")
+            if status in (*DOWN, None):
+                continue   # a stopped container's network namespace, and its rules, are gone
+            left.append(f"iptables rules in {host} ({status}): {out.strip()[-200:]}")
+        return left
+
+
+class OneWayDrop(RuleFault):
+    """Packets src -> dst dropped; verify: connect probes from src to dst blocked."""
+
+    def __init__(self, kind, target, params, stack, rules, probes):
+        super().__init__(kind, target, params, stack, rules)
+        self.probes = probes
+
+    def check(self) -> tuple[bool, Any]:
+        results = probe_all(self.stack, self.probes, self.params["probe_timeout_s"])
+        held = bool(results) and all(r["result"] in BLOCKED for r in results)
+        return held, {"rules": self.rules, "probes": results}
+
+
+def install(stack: Any, rules: dict[str, list[str]]) -> None:
+    """Add rules per container; on a failure remove what was added and raise NemesisError."""
+    done: dict[str, list[str]] = {}
+    for host, specs in rules.items():
+        rc, out = run(stack, host, add_rules_script(specs))
+        if rc != 0:
+            for h, s in done.items():
+                run(stack, h, remove_rules_script(s))
+            raise NemesisError(f"iptables in {host} exited {rc}: {out.strip()[-300:]}")
+        done[host] = specs
+
+
+@register
+class Partition(FaultKind):
+    """Cut two services apart (or one from all its peers): both ways by disconnect, one way by DROP."""
+
+    name = "partition"
+    defaults = {"direction": "both", "probe_timeout_s": 0.15}
+
+    def validate(self, params: dict) -> None:
+        check_number(self.name, params, "probe_timeout_s", 0.01, 5)
+
+    def targets(self, stack: Any) -> list[str]:
+        if not is_docker(stack):
+            return []
+        svcs = services_of(stack)
+        pairs = [f"{x}|{y}" for x in svcs for y in peers(stack, x) if ROLE_RANK[role(x)] > ROLE_RANK[role(y)]]
+        return pairs + [f"{s}|*" for s in svcs if peers(stack, s)]
+
+    def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
+        a, b = parse_target(stack, target)
+        others = peers(stack, a) if b == "*" else [b]
+        if params.get("direction", "both") == "both":
+            cut = [a] if b == "*" else [leaf(a, b)]
+            return [(s, "cut") for s in cut] + [(s, "probe") for s in {a, *others} - set(cut)]
+        return [(s, "rule") for s in {a, *others}]
+
+    def apply(self, stack: Any, target: str, **params: Any) -> PartitionCut | OneWayDrop:
+        p = self.check_params(params)
+        if not is_docker(stack):
+            raise NemesisError("partition needs the docker backend (container networks)")
+        a, b = parse_target(stack, target)
+        if b is None:
+            raise NemesisError(f"partition: target {target!r} must be 'a|b' or 'a|*'")
+        p["direction"] = normalize_direction(p["direction"], a, b)
+        others = peers(stack, a) if b == "*" else [b]
+        if b != "*" and not set(static_networks(a)) & set(static_networks(b)):
+            raise NemesisError(f"partition: {a} and {b} share no network to cut")
+        if not others:
+            raise NemesisError(f"partition: {a} has no peers")
+        nets = {s: live_networks(stack, s) for s in {a, *others}}
+        if p["direction"] == "both":
+            return self._disconnect(stack, target, p, a, b, others, nets)
+        pairs = [(a, o) for o in others] if p["direction"] == "a->b" else [(o, a) for o in others]
+        return self._drop(stack, target, p, pairs, nets)
+
+    def _disconnect(self, stack, target, p, a, b, others, nets) -> PartitionCut:
+        if b == "*":
+            cut = a
+            cut_nets = [n for n in nets[a] if n in CUTTABLE]
+            probes = []
+            for n in cut_nets:
+                prober = next((o for o in others if n in nets[o]), None)
+                if prober:
+                    probes.append((prober, a, n, ip_on(nets[a], n, a), listen_port(a)))
+        else:
+            cut = leaf(a, b)
+            other = a if cut == b else b
+            cut_nets = shared(nets[a], nets[b])
+            probes = [(other, cut, n, ip_on(nets[cut], n, cut), listen_port(cut)) for n in cut_nets]
+        if not cut_nets:
+            raise NemesisError(f"partition {target}: nothing to cut ({cut} shares no attached network)")
+        done = []
+        try:
+            for n in cut_nets:
+                stack.disconnect(cut, n)
+                done.append((cut, n))
+        except Exception as exc:
+            for s, n in done:
+                try:
+                    stack.connect(s, n)
+                except Exception:  # noqa: BLE001 - the apply error below is what matters
+                    pass
+            raise NemesisError(f"partition {target}: disconnect {cut} failed: {exc!r}") from exc
+        fault = PartitionCut(self.name, target, p, stack, done, probes)
+        fault.applied = {"cut": [list(c) for c in done]}
+        return fault
+
+    def _drop(self, stack, target, p, pairs, nets) -> OneWayDrop:
+        rules: dict[str, list[str]] = {}
+        probes = []
+        for src, dst in pairs:
+            common = shared(nets[src], nets[dst])
+            if not common:
+                raise NemesisError(f"partition {target}: {src} and {dst} share no attached network")
+            src_ip, dst_ip = ip_on(nets[src], common[0], src), ip_on(nets[dst], common[0], dst)
+            tag = new_tag()
+            if net_admin(stack, dst):
+                rules.setdefault(dst, []).append(f"-s {src_ip} -m comment --comment {tag} -j DROP")
+            elif net_admin(stack, src):
+                rules.setdefault(src, []).append(f"-d {dst_ip} -m comment --comment {tag} -j DROP")
+            else:
+                raise NemesisError(f"partition {target}: neither {src} nor {dst} has NET_ADMIN for iptables")
+            probes.append((src, dst_ip, listen_port(dst)))
+        install(stack, rules)
+        fault = OneWayDrop(self.name, target, p, stack, rules, probes)
+        fault.applied = {"rules": rules}
+        return fault
+
+
+def leaf(a: str, b: str) -> str:
+    """The side a two-service partition disconnects: the lower role (worker < hive < orchestrator), b on a tie."""
+    return a if ROLE_RANK[role(a)] < ROLE_RANK[role(b)] else b
+
+
+class PacketLoss(RuleFault):
+    """A counting rule and a random DROP rule on inbound TCP; verify: the DROP counter shows drops."""
+
+    def __init__(self, kind, target, params, stack, rules, tag, traffic):
+        super().__init__(kind, target, params, stack, rules)
+        self.tag = tag
+        self.traffic = traffic   # (ip, port) a few connects go to, to make packets arrive
+
+    def read(self, generate: bool) -> tuple[int | None, dict]:
+        cmd = LIST_RULES
+        if generate:
+            gen = shlex.join(["python3", "-I", "-S", "-c", TRAFFIC_CODE, self.traffic[0], str(self.traffic[1]), "10", "0.05"])
+            cmd = ["sh", "-c", f"{gen} >/dev/null 2>&1; " + shlex.join(LIST_RULES)]
+        rc, out = run(self.stack, self.target, cmd)
+        if rc != 0:
+            return None, {"error": out.strip()[-300:]}
+        c = counters(out)
+        return c.get(self.tag), {"seen": c.get(f"{self.tag}-seen"), "dropped": c.get(self.tag)}
+
+    def check(self) -> tuple[bool, Any]:
+        rounds = {"n": 0}
+
+        def once() -> tuple[bool, Any]:
+            dropped, ev = self.read(generate=rounds["n"] > 0)
+            rounds["n"] += 1
+            return bool(dropped), ev
+        held, ev = poll(once, self.params["verify_timeout_s"])
+        return held, {**ev, "rules": self.rules, "reads": rounds["n"]}
+
+
+@register
+class Loss(FaultKind):
+    """Drop `percent` % of a service's inbound TCP packets (from `peer` only, if given)."""
+
+    name = "loss"
+    defaults = {"percent": 50, "peer": None, "verify_timeout_s": 3.0}
+
+    def validate(self, params: dict) -> None:
+        check_number(self.name, params, "percent", 1, 100)
+        check_number(self.name, params, "verify_timeout_s", 0, 30)
+
+    def targets(self, stack: Any) -> list[str]:
+        return [s for s in services_of(stack) if net_admin(stack, s)] if is_docker(stack) else []
+
+    def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
+        return [(target, "rule")]
+
+    def apply(self, stack: Any, target: str, **params: Any) -> PacketLoss:
+        p = self.check_params(params)
+        self.check_target(stack, target)
+        peer = p["peer"]
+        if peer is not None and peer not in peers(stack, target):
+            raise NemesisError(f"loss: bad param 'peer' {peer!r}; want one of {', '.join(peers(stack, target))}")
+        toward = peer or next(iter(peers(stack, target)), None)
+        if toward is None:
+            raise NemesisError(f"loss: {target} has no peer to measure traffic with")
+        mine, theirs = live_networks(stack, target), live_networks(stack, toward)
+        common = shared(mine, theirs)
+        if not common:
+            raise NemesisError(f"loss: {target} and {toward} share no attached network")
+        src = f"-s {ip_on(theirs, common[0], toward)} " if peer else ""
+        tag = new_tag()
+        match = f"-i eth+ -p tcp {src}"
+        specs = [f"{match}-m comment --comment {tag}-seen",
+                 f"{match}-m statistic --mode random --probability {p['percent'] / 100:.4f} -m comment --comment {tag} -j DROP"]
+        rules = {target: specs}
+        install(stack, rules)
+        fault = PacketLoss(self.name, target, p, stack, rules, tag, (ip_on(theirs, common[0], toward), listen_port(toward)))
+        fault.applied = {"rules": rules, "traffic_peer": toward, "at": time.time()}
+        return fault

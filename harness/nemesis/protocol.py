@@ -1,0 +1,288 @@
+"""The one fault protocol: a FaultKind applies a fault to a target of a stack and returns an Active fault
+that can prove it is in effect (verify) and undo itself (heal, idempotent). Kinds register by name.
+
+Targets are strings: a service ("hive-a"), a link between two services ("orchestrator|hive-a") or a
+service against all its peers ("hive-a|*"). The stack's topology (services, networks, NET_ADMIN) comes
+from harness/stackops.py; live addresses from the stack's inspect().
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from harness.errors import NemesisError
+from harness.stackops import NET_ADMIN_SERVICES, NETWORKS, SHORT_NETWORKS
+
+HOST_FACING = ("edge",)          # never cut: the harness reaches the stack through it
+CHAIN = "APIARY_NEMESIS"         # the one iptables chain every network fault writes its rules into
+ROLE_RANK = {"worker": 0, "hive": 1, "orchestrator": 2}
+LISTEN_PORTS = {"orchestrator": 5555, "hive": 5556, "worker": 8001}   # a TCP port each role listens on
+DOWN = ("exited", "dead", "created")   # container states of a service that is not running
+POLL_S = 0.05                    # poll interval of every verify (below the house limit of 0.2 s)
+
+
+@runtime_checkable
+class Active(Protocol):
+    """An applied fault."""
+
+    kind: str
+    target: str
+    params: dict
+
+    def verify(self) -> dict:
+        """{"held": bool, "evidence": <jsonable>}: proves the fault is in effect now."""
+        ...
+
+    def heal(self) -> list[str]:
+        """Undo the fault (idempotent); returns what could not be undone ([] = fully healed)."""
+        ...
+
+
+class ActiveFault:
+    """Base of every kind's active fault: verify() never raises, heal() runs undo() until it is clean."""
+
+    def __init__(self, kind: str, target: str, params: dict, stack: Any):
+        self.kind = kind
+        self.target = target
+        self.params = dict(params)
+        self.stack = stack
+        self.applied: dict = {}          # what apply observed (evidence that belongs to the apply)
+        self._healed = False
+
+    def check(self) -> tuple[bool, Any]:
+        """(held, evidence) of this fault right now; subclasses implement it."""
+        raise NotImplementedError
+
+    def undo(self) -> list[str]:
+        """Undo once; returns what could not be undone; subclasses implement it."""
+        raise NotImplementedError
+
+    def verify(self) -> dict:
+        """{"held", "evidence"}: an exception while checking counts as not held, with the error as evidence."""
+        try:
+            held, evidence = self.check()
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run proves nothing
+            return {"held": False, "evidence": {"error": repr(exc)[:500]}}
+        return {"held": bool(held), "evidence": evidence}
+
+    def heal(self) -> list[str]:
+        """Idempotent: once fully healed, later calls do nothing and return []."""
+        if self._healed:
+            return []
+        try:
+            left = list(self.undo())
+        except Exception as exc:  # noqa: BLE001 - reported, a later heal tries again
+            left = [f"{self.kind} {self.target}: {exc!r}"[:500]]
+        self._healed = not left
+        return left
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.kind} {self.target} {self.params}>"
+
+
+class FaultKind:
+    """Base class of a fault kind: `defaults` are its params; subclasses implement targets() and apply()."""
+
+    name = ""
+    defaults: dict = {}
+
+    def targets(self, stack: Any) -> list[str]:
+        """Which targets this kind accepts on this stack."""
+        raise NotImplementedError
+
+    def apply(self, stack: Any, target: str, **params: Any) -> Active:
+        """Apply the fault and return it active; raises NemesisError on failure."""
+        raise NotImplementedError
+
+    def validate(self, params: dict) -> None:
+        """Kind-specific checks of merged params; raise NemesisError naming the bad param."""
+
+    def check_params(self, params: dict) -> dict:
+        """Defaults merged with params; NemesisError naming an unknown or invalid param."""
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise NemesisError(f"{self.name}: unknown param {unknown[0]!r}; allowed: {', '.join(self.defaults) or 'none'}")
+        merged = {**self.defaults, **params}
+        self.validate(merged)
+        return merged
+
+    def check_target(self, stack: Any, target: str) -> None:
+        """NemesisError unless the target is one this kind accepts on this stack."""
+        allowed = self.targets(stack)
+        if target not in allowed:
+            raise NemesisError(f"{self.name}: target {target!r} not accepted on this stack; "
+                               f"allowed: {', '.join(allowed) or 'none (backend cannot inject it)'}")
+
+    def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
+        """(service, lane) pairs the fault holds while active: "proc" (its process or volume), "cut" (its
+        network attachments), "rule" (an iptables rule in it), "probe" (verify execs in it)."""
+        return [(target, "proc")]
+
+
+REGISTRY: dict[str, FaultKind] = {}
+
+
+def register(cls: type[FaultKind]) -> type[FaultKind]:
+    """Class decorator: register one instance of a kind under its name."""
+    if not cls.name:
+        raise NemesisError(f"fault kind {cls.__name__} has no name")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def lookup(name: str) -> FaultKind:
+    """The registered kind called `name`; NemesisError naming the known kinds otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise NemesisError(f"unknown fault kind {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+
+
+def heal_all(actives: list[Active]) -> list[str]:
+    """Heal every active fault (newest first); returns what could not be undone, across all."""
+    left: list[str] = []
+    for active in reversed(list(actives)):
+        try:
+            left += active.heal()
+        except Exception as exc:  # noqa: BLE001 - heal the rest, report all
+            left.append(f"{getattr(active, 'kind', '?')} {getattr(active, 'target', '?')}: {exc!r}")
+    return left
+
+
+def conflicts(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Two claims on the same service conflict when either is "proc" (a stopped or frozen container cannot
+    exec, and loses its iptables rules), both are "cut", or one is "cut" and the other "rule" (a rule's
+    traffic would cross the cut network)."""
+    if a[0] != b[0]:
+        return False
+    lanes = {a[1], b[1]}
+    return "proc" in lanes or lanes == {"cut"} or lanes == {"cut", "rule"}
+
+
+# ---- topology helpers shared by the kinds ------------------------------------------------------------
+def is_docker(stack: Any) -> bool:
+    """True for container backends (network, storage and OOM faults need containers)."""
+    return getattr(stack, "backend", "docker") == "docker"
+
+
+def services_of(stack: Any) -> list[str]:
+    return list(getattr(stack, "services", None) or NETWORKS)
+
+
+def role(service: str) -> str:
+    """orchestrator, hive or worker, from the service name."""
+    return "orchestrator" if service == "orchestrator" else "hive" if service.startswith("hive") else "worker"
+
+
+def listen_port(service: str) -> int:
+    return LISTEN_PORTS[role(service)]
+
+
+def net_admin(stack: Any, service: str) -> bool:
+    """The service's container may change its own iptables rules."""
+    return service in NET_ADMIN_SERVICES
+
+
+def static_networks(service: str) -> list[str]:
+    """Non host-facing networks of a service in the compose topology."""
+    return [n for n in NETWORKS.get(service, ()) if n not in HOST_FACING]
+
+
+def peers(stack: Any, service: str) -> list[str]:
+    """Services sharing a non host-facing network with `service`, upstream (orchestrator) first."""
+    mine = set(static_networks(service))
+    found = [s for s in services_of(stack) if s != service and mine & set(static_networks(s))]
+    return sorted(found, key=lambda s: (-ROLE_RANK[role(s)], s))
+
+
+def downstream(stack: Any, service: str) -> list[str]:
+    """Peers one role below (a hive's workers, the orchestrator's hives): what a graceful stop may cascade to."""
+    rank = ROLE_RANK[role(service)]
+    return [s for s in peers(stack, service) if ROLE_RANK[role(s)] == rank - 1]
+
+
+def parse_target(stack: Any, target: str) -> tuple[str, str | None]:
+    """(a, b) of "a|b", (a, "*") of "a|*", (a, None) of a service; NemesisError for unknown services."""
+    parts = str(target).split("|")
+    if len(parts) > 2 or not all(parts):
+        raise NemesisError(f"bad target {target!r}: want 'service', 'a|b' or 'a|*'")
+    known = services_of(stack)
+    for p in parts:
+        if p != "*" and p not in known:
+            raise NemesisError(f"unknown service {p!r} in target {target!r}; known: {', '.join(known)}")
+    if parts[0] == "*" or (len(parts) == 2 and parts[0] == parts[1]):
+        raise NemesisError(f"bad target {target!r}: '*' only as the second part, and two different services")
+    return parts[0], (parts[1] if len(parts) == 2 else None)
+
+
+def live_networks(stack: Any, service: str) -> dict[str, dict]:
+    """Short network name -> {ip, aliases} of the service's current attachments (one inspect)."""
+    full_to_short = {}
+    for short in SHORT_NETWORKS:
+        try:
+            full_to_short[stack.network_name(short)] = short
+        except Exception:  # noqa: BLE001 - a backend without that network
+            continue
+    raw = (stack.inspect(service) or {}).get("networks") or {}
+    return {full_to_short.get(name, name): {"ip": (meta or {}).get("ip"), "aliases": (meta or {}).get("aliases") or []}
+            for name, meta in raw.items()}
+
+
+def run(stack: Any, service: str, cmd: list[str], user: str = "root") -> tuple[int | None, str]:
+    """(exit code, output) of a command in a service's container; (None, error) when exec itself failed."""
+    try:
+        result = stack.exec(service, cmd, user=user, check=False)
+    except Exception as exc:  # noqa: BLE001 - paused or gone containers cannot exec
+        return None, repr(exc)[:500]
+    return result.exit_code, (result.output or b"").decode("utf-8", "replace")
+
+
+def poll(fn: Callable[[], tuple[bool, Any]], timeout_s: float, sleep: Callable[[float], None] = time.sleep,
+         clock: Callable[[], float] = time.monotonic) -> tuple[bool, Any]:
+    """Call fn() until it returns (True, evidence) or the deadline passes; returns the last result."""
+    deadline = clock() + timeout_s
+    while True:
+        ok, evidence = fn()
+        if ok or clock() >= deadline:
+            return ok, evidence
+        sleep(min(POLL_S, max(0.0, deadline - clock())))
+
+
+def check_number(kind: str, params: dict, name: str, lo: float, hi: float) -> None:
+    """NemesisError naming `name` unless params[name] is a number in lo..hi."""
+    v = params[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+        raise NemesisError(f"{kind}: bad param {name!r} {v!r}; want a number in {lo}..{hi}")
+
+
+def state_of(stack: Any, service: str) -> dict:
+    """The jsonable container state fields verify() reports."""
+    st = stack.inspect(service) or {}
+    return {k: st.get(k) for k in ("status", "running", "paused", "exit_code", "oom_killed", "started_at")}
+
+
+def require_running(stack: Any, kind: str, target: str) -> dict:
+    """The target's state; NemesisError unless it is running (a paused or stopped target is busy)."""
+    st = state_of(stack, target)
+    if st.get("status") != "running":
+        raise NemesisError(f"{kind}: {target} is {st.get('status') or 'missing'}, not running")
+    return st
+
+
+def ensure_running(stack: Any, target: str) -> list[str]:
+    """Start the target unless it runs (or is paused: that is another fault's to undo); [] when it runs."""
+    st = state_of(stack, target)
+    if st.get("status") in ("running", "paused"):
+        return []
+    try:
+        stack.start(target)
+    except Exception as exc:  # noqa: BLE001 - reported to the caller
+        return [f"start {target}: {exc!r}"[:300]]
+    after = state_of(stack, target).get("status")
+    return [] if after == "running" else [f"{target} is {after} after start"]
+
+
+# The kinds register themselves on import (they import this module's names, defined above).
+import harness.nemesis.kinds_network  # noqa: E402,F401
+import harness.nemesis.kinds_process  # noqa: E402,F401
+import harness.nemesis.kinds_storage  # noqa: E402,F401

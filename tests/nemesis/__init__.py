@@ -1,0 +1,1 @@
+"""Tests of the fault protocol (harness/nemesis/protocol.py), its kinds and the fault player."""
