@@ -1,0 +1,267 @@
+"""Seeded fault-schedule generator: a seed, a profile (YAML) and a git revision give one schedule, byte for byte.
+
+A schedule is a list of faults `{start_s, duration_s, kind, target, params}` sorted by start_s. Arrivals
+are Poisson (rate_per_min); each draws a kind by weight, a target, a duration and its params, all from
+ONE `random.Random` seeded with the string "seed:revision:canonical-profile-json" (string seeds are
+stable across processes; `hash()` is not used). An arrival that breaks a rule is dropped, never shifted:
+- at most `max_overlap` faults are active at once;
+- never two faults on the same target at once. A link "a|b" and "b|a" are the same target (one pair of
+  endpoints); a service and a link that names it are different targets, so "kill worker-a1" may overlap
+  "partition hive-a|worker-a1";
+- every fault ends by duration_s - quiet_s, and none starts before start_after_s.
+Times are kept in whole milliseconds inside, so the rules hold exactly on the rounded values written out.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+DEFAULT_KINDS = ("partition", "loss", "pause", "kill", "restart", "oom", "storage-read-only", "storage-corrupt")
+LINK_KINDS = ("partition",)                # these take a link target "a|b" (b may be "*"); others a service
+TOP_KEYS = {"kinds", "rate_per_min", "max_overlap", "min_duration_s", "max_duration_s", "quiet_s", "start_after_s"}
+REQUIRED_TOP = TOP_KEYS - {"start_after_s"}
+KIND_KEYS = {"weight", "targets", "params"}
+ITEM_KEYS = ("start_s", "duration_s", "kind", "target", "params")
+SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+KNOWN_PARAM_CHOICES = {("partition", "direction"): {"both", "a->b", "b->a"}}
+
+
+def _fail(source: str, key: str, why: str) -> None:
+    """Raise the one error shape profile and schedule checks use: file, key, reason."""
+    raise ValueError(f"{source}: {key}: {why}")
+
+
+def _is_number(value: Any) -> bool:
+    """Return True for an int or float that is not a bool and is finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_target(kind: str, target: Any, key: str, source: str) -> None:
+    """Reject a target that is not a service name, or not a link for a network kind."""
+    if not isinstance(target, str):
+        _fail(source, key, f"target must be a string, not {type(target).__name__}")
+    parts = target.split("|")
+    if kind in LINK_KINDS:
+        ok = len(parts) == 2 and SERVICE_RE.match(parts[0]) and (parts[1] == "*" or SERVICE_RE.match(parts[1]))
+        if not ok or parts[0] == parts[1]:
+            _fail(source, key, f"{kind} needs a link target 'a|b' or 'a|*', not {target!r}")
+    elif len(parts) != 1 or not SERVICE_RE.match(target):
+        _fail(source, key, f"{kind} needs a service name target, not {target!r}")
+
+
+def _check_param(kind: str, name: str, spec: Any, key: str, source: str) -> None:
+    """Accept a scalar, a non-empty list of scalar choices, or {min, max} numbers with min <= max."""
+    scalar = (str, int, float, bool)
+    if isinstance(spec, dict):
+        if set(spec) != {"min", "max"}:
+            _fail(source, key, f"a range must have exactly min and max, got {sorted(spec)}")
+        if not (_is_number(spec["min"]) and _is_number(spec["max"])) or spec["min"] > spec["max"]:
+            _fail(source, key, f"range needs numbers with min <= max, got {spec}")
+        values: list = []
+    elif isinstance(spec, list):
+        if not spec or not all(isinstance(v, scalar) for v in spec):
+            _fail(source, key, "choices must be a non-empty list of scalars")
+        values = spec
+    elif isinstance(spec, scalar):
+        values = [spec]
+    else:
+        _fail(source, key, f"must be a value, a list of choices or {{min, max}}, not {type(spec).__name__}")
+    allowed = KNOWN_PARAM_CHOICES.get((kind, name))
+    bad = [v for v in values if allowed is not None and v not in allowed]
+    if bad:
+        _fail(source, key, f"{bad} not in {sorted(allowed)}")
+
+
+def _check_kind(name: Any, body: Any, known: set[str], source: str) -> dict:
+    """Validate one kinds entry and return it with defaults filled (params {})."""
+    key = f"kinds.{name}"
+    if name not in known:
+        _fail(source, key, f"unknown kind (known: {', '.join(sorted(known))})")
+    if not isinstance(body, dict):
+        _fail(source, key, "must be a mapping with weight, targets, params")
+    for extra in sorted(set(body) - KIND_KEYS, key=str):
+        _fail(source, f"{key}.{extra}", f"unknown key (allowed: {', '.join(sorted(KIND_KEYS))})")
+    if "weight" not in body or "targets" not in body:
+        _fail(source, key, "weight and targets are required")
+    if not _is_number(body["weight"]) or body["weight"] <= 0:
+        _fail(source, f"{key}.weight", f"must be a number > 0, not {body['weight']!r}")
+    targets = body["targets"]
+    if not isinstance(targets, list) or not targets:
+        _fail(source, f"{key}.targets", "must be a non-empty list")
+    for i, target in enumerate(targets):
+        _check_target(name, target, f"{key}.targets[{i}]", source)
+    if len(set(targets)) != len(targets):
+        _fail(source, f"{key}.targets", "lists a target twice")
+    params = body.get("params", {}) or {}
+    if not isinstance(params, dict):
+        _fail(source, f"{key}.params", "must be a mapping")
+    for pname, spec in params.items():
+        if not isinstance(pname, str):
+            _fail(source, f"{key}.params", f"param names are strings, not {pname!r}")
+        _check_param(name, pname, spec, f"{key}.params.{pname}", source)
+    return {"weight": float(body["weight"]), "targets": list(targets), "params": dict(params)}
+
+
+def validate_profile(profile: Any, source: str = "<profile>", known_kinds: Iterable[str] | None = None) -> dict:
+    """Check a profile dict and return a normalised copy (floats, defaults filled); raise ValueError naming the key."""
+    known = set(known_kinds if known_kinds is not None else DEFAULT_KINDS)
+    if not isinstance(profile, dict):
+        _fail(source, "<top>", f"a profile is a mapping, not {type(profile).__name__}")
+    for extra in sorted(set(profile) - TOP_KEYS, key=str):
+        _fail(source, str(extra), f"unknown key (allowed: {', '.join(sorted(TOP_KEYS))})")
+    for missing in sorted(REQUIRED_TOP - set(profile)):
+        _fail(source, missing, "required key is missing")
+    if not isinstance(profile["kinds"], dict) or not profile["kinds"]:
+        _fail(source, "kinds", "must be a non-empty mapping of kind name -> {weight, targets, params}")
+    out: dict = {"kinds": {str(k): _check_kind(k, v, known, source) for k, v in profile["kinds"].items()}}
+    for key in ("rate_per_min", "min_duration_s", "max_duration_s", "quiet_s", "start_after_s"):
+        value = profile.get(key, 0.0)
+        if not _is_number(value) or value < 0 or (value == 0 and key in ("rate_per_min", "min_duration_s")):
+            _fail(source, key, f"must be a number {'> 0' if key in ('rate_per_min', 'min_duration_s') else '>= 0'}"
+                  f", not {value!r}")
+        out[key] = float(value)
+    if out["max_duration_s"] < out["min_duration_s"]:
+        _fail(source, "max_duration_s", f"{out['max_duration_s']} is below min_duration_s {out['min_duration_s']}")
+    overlap = profile["max_overlap"]
+    if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 1:
+        _fail(source, "max_overlap", f"must be an integer >= 1, not {overlap!r}")
+    out["max_overlap"] = overlap
+    return out
+
+
+def load_profile(path_or_name: str, known_kinds: Iterable[str] | None = None) -> dict:
+    """Read a profile by name (profiles/<name>.yml) or path, validate it and return it normalised."""
+    text = str(path_or_name)
+    path = Path(text)
+    if "/" not in text and path.suffix not in (".yml", ".yaml"):
+        path = PROFILES_DIR / f"{text}.yml"
+        if not path.is_file():
+            names = sorted(p.stem for p in PROFILES_DIR.glob("*.yml"))
+            raise ValueError(f"{path}: no profile named {text!r} (have: {', '.join(names)})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read profile: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    return validate_profile(data, str(path), known_kinds)
+
+
+def canonical_json(value: Any) -> str:
+    """Return the one JSON spelling of a value used for seeding (sorted keys, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _draw_param(rng: random.Random, spec: Any) -> Any:
+    """Draw one param value: a scalar as is, a choice from a list, a number from {min, max}."""
+    if isinstance(spec, list):
+        return spec[rng.randrange(len(spec))]
+    if isinstance(spec, dict):
+        lo, hi = spec["min"], spec["max"]
+        if isinstance(lo, int) and isinstance(hi, int):
+            return rng.randint(lo, hi)
+        return round(rng.uniform(lo, hi), 3)
+    return spec
+
+
+def conflict_key(target: str) -> str:
+    """Return the key two faults must not share at once: the target, with a link's endpoints sorted."""
+    parts = target.split("|")
+    return "|".join(sorted(parts)) if len(parts) == 2 else target
+
+
+def generate(seed: int, profile: dict, duration_s: float, revision: str = "") -> list[dict]:
+    """Return the schedule for (seed, profile, revision) over duration_s seconds, sorted by start_s."""
+    prof = validate_profile(profile)
+    if not _is_number(duration_s) or duration_s <= 0:
+        raise ValueError(f"duration_s must be a number > 0, not {duration_s!r}")
+    rng = random.Random(f"{seed}:{revision}:{canonical_json(prof)}")
+    kinds = sorted(prof["kinds"])
+    weights = [prof["kinds"][k]["weight"] for k in kinds]
+    rate_per_ms = prof["rate_per_min"] / 60_000.0
+    lo_ms, hi_ms = round(prof["min_duration_s"] * 1000), round(prof["max_duration_s"] * 1000)
+    end_by_ms = round((duration_s - prof["quiet_s"]) * 1000)
+    t_ms = float(prof["start_after_s"] * 1000)
+    active: list[tuple[int, str]] = []             # (end_ms, conflict key) of faults kept so far
+    schedule: list[dict] = []
+    while True:
+        t_ms += rng.expovariate(rate_per_ms)
+        start_ms = round(t_ms)
+        if start_ms + lo_ms > end_by_ms:
+            break
+        kind = rng.choices(kinds, weights)[0]
+        body = prof["kinds"][kind]
+        target = body["targets"][rng.randrange(len(body["targets"]))]
+        dur_ms = rng.randint(lo_ms, hi_ms)
+        params = {name: _draw_param(rng, body["params"][name]) for name in sorted(body["params"])}
+        active = [(end, key) for end, key in active if end > start_ms]
+        if (start_ms + dur_ms > end_by_ms or len(active) >= prof["max_overlap"]
+                or any(key == conflict_key(target) for _, key in active)):
+            continue                                 # dropped, not shifted
+        active.append((start_ms + dur_ms, conflict_key(target)))
+        schedule.append({"start_s": start_ms / 1000, "duration_s": dur_ms / 1000, "kind": kind,
+                         "target": target, "params": params})
+    return schedule
+
+
+def schedule_json(schedule: list[dict], meta: dict) -> str:
+    """Return the canonical text of a schedule file: {"meta", "schedule"}, one fault per line, newline-ended."""
+    def dump(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, separators=(", ", ": "), ensure_ascii=True, allow_nan=False)
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a dict, not {type(meta).__name__}")
+    check_schedule(schedule, "<schedule>")
+    rows = ",\n".join("  " + dump(item) for item in schedule)
+    return '{"meta": ' + dump(meta) + ',\n "schedule": [' + ("\n" + rows + "\n " if rows else "") + "]}\n"
+
+
+def check_schedule(schedule: Any, source: str) -> list[dict]:
+    """Raise ValueError (naming source and item) unless schedule is a list of well-formed faults."""
+    if not isinstance(schedule, list):
+        _fail(source, "schedule", f"must be a list, not {type(schedule).__name__}")
+    for i, item in enumerate(schedule):
+        key = f"schedule[{i}]"
+        if not isinstance(item, dict) or set(item) != set(ITEM_KEYS):
+            got = sorted(item) if isinstance(item, dict) else type(item).__name__
+            _fail(source, key, f"a fault has exactly keys {list(ITEM_KEYS)}, got {got}")
+        for num in ("start_s", "duration_s"):
+            if not _is_number(item[num]) or item[num] < 0:
+                _fail(source, f"{key}.{num}", f"must be a number >= 0, not {item[num]!r}")
+        if not isinstance(item["kind"], str) or not isinstance(item["target"], str) or not item["target"]:
+            _fail(source, key, "kind and target must be non-empty strings")
+        if not isinstance(item["params"], dict):
+            _fail(source, f"{key}.params", "must be a mapping")
+        if i and item["start_s"] < schedule[i - 1]["start_s"]:
+            _fail(source, f"{key}.start_s", "schedule is not sorted by start_s")
+    return schedule
+
+
+def read_schedule(path: str | Path) -> tuple[list[dict], dict]:
+    """Read a schedule.json (or a run dir holding one) and return (schedule, meta); errors name the file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "schedule.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read schedule: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    if isinstance(data, list):
+        return check_schedule(data, str(path)), {}
+    if not isinstance(data, dict) or "schedule" not in data:
+        raise ValueError(f"{path}: a schedule file is {{'meta': ..., 'schedule': [...]}} or a bare list")
+    unknown = sorted(set(data) - {"meta", "schedule"})
+    if unknown:
+        raise ValueError(f"{path}: {unknown[0]}: unknown key (allowed: meta, schedule)")
+    meta = data.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: meta: must be a mapping")
+    return check_schedule(data["schedule"], str(path)), meta

@@ -1,0 +1,1 @@
+"""Tests of the pure chaos pieces: schedule generator, shrinker, timeline plot."""
