@@ -122,6 +122,7 @@ class Completion:
         finally:
             self.headers, self.body = headers, body
         d.pop("body", None)
+        d["headers_received"] = self.status is not None
         d["headers"] = {k: v for k, v in headers.items()
                         if k.lower() in ("x-apiary-job-id", "retry-after", "content-type", "www-authenticate")}
         return d
@@ -207,8 +208,9 @@ class ApiClient:
     def complete(self, prompt: str = "hello", tenant: str | None = "tenant-a", max_tokens: int | None = 16,
                  seed: int | None = 0, model: str | None = None, stream: bool = False, chat: bool = False,
                  extra: dict | None = None, headers: dict | None = None, abort_after_tokens: int | None = None,
-                 timeout_s: float | None = None) -> Completion:
-        """Run one completion (SSE when stream) and record it as f='complete'; never raises on HTTP errors."""
+                 timeout_s: float | None = None, annotate: dict | None = None) -> Completion:
+        """Run one completion (SSE when stream) and record it as f='complete' (`annotate` joins the invoke's
+        value, e.g. a client-made nonce and the try number); never raises on HTTP errors."""
         model = model or self.model
         body: dict[str, Any] = {"model": model, "stream": stream}
         if chat:
@@ -226,7 +228,8 @@ class ApiClient:
         op = self.history.invoke(self._process(tenant), "complete",
                                  {"prompt": prompt, "max_tokens": res.max_tokens, "seed": res.seed,
                                   "model": model, "stream": stream, "chat": chat,
-                                  "idempotency_key": (headers or {}).get("Idempotency-Key")}, tenant=tenant)
+                                  "idempotency_key": (headers or {}).get("Idempotency-Key"), "tenant": tenant,
+                                  **(annotate or {})}, tenant=tenant)
         t0 = time.monotonic()
         resp = None
         try:

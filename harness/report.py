@@ -116,16 +116,36 @@ def write_index(run_dir: Path, summary: dict) -> Path:
                    f"<td>{s['duration_s']:.2f}s</td><td>{'<a href=%s/>bundle</a>' % e(s['bundle']) if s.get('bundle') else e(s.get('skip_reason', ''))}</td></tr>"
                    for s in summary["scenarios"])
     gate = summary.get("gate", {})
+    body_soaks = soak_section(summary.get("soaks") or [])
     body = (f"<html><head><meta charset='utf-8'><title>Apiary run {e(summary['run_id'])}</title></head><body>"
             f"<h1>Run {e(summary['run_id'])}: {'PASS' if summary.get('exit_code') == 0 else 'FAIL'}</h1>"
             f"<p>Gate: {'holds' if gate.get('passed') else 'fails'} {e('; '.join(gate.get('reasons', [])))}</p>"
             "<p><a href='report.html'>HTML report</a> · <a href='junit/'>JUnit XML</a> · "
             "<a href='summary.json'>summary.json</a> · <a href='behave.json'>behave.json</a></p>"
             f"<table border=1 cellpadding=3><tr><th>status</th><th>feature</th><th>scenario</th><th>time</th><th>bundle / reason</th></tr>{rows}</table>"
-            "</body></html>")
+            f"{body_soaks}</body></html>")
     path = Path(run_dir) / "index.html"
     path.write_text(body)
     return path
+
+
+def soak_section(soaks: list[dict]) -> str:
+    """index.html's chaos soaks: seed, verdict, figures, each check, and the timeline picture."""
+    e = html.escape
+    parts = []
+    for k in soaks:
+        d = k.get("dir", "")
+        checks = "".join(f"<li>{'ok' if c['passed'] else '<b>FAILED</b>'} {e(n)}: {e(c['detail'])}</li>"
+                         for n, c in (k.get("checks") or {}).items())
+        img = (f"<p><a href='{e(d)}/{e(k['timeline'])}'><img src='{e(d)}/{e(k['timeline'])}' width=900></a></p>"
+               if k.get("timeline") else f"<p>no timeline: {e(str(k.get('timeline_error', '')))}</p>")
+        parts.append(f"<h3>{e(str(k.get('name')))}: seed {e(str(k.get('seed')))}, profile {e(str(k.get('profile')))} "
+                     f"— {'PASS' if k.get('passed') else 'FAIL'}</h3>"
+                     f"<p>checker verdict <b>{e(str((k.get('verdict') or {}).get('valid')))}</b>; {k.get('requests')} "
+                     f"requests ({k.get('rps')} tries/s); {k.get('faults_applied')} faults ({k.get('faults_per_min')}/min); "
+                     f"recovery {k.get('recovery_s')} s · <a href='{e(d)}/'>history, ledgers, verdict, schedule</a></p>"
+                     f"<ul>{checks}</ul>{img}")
+    return "<h2>Chaos soaks</h2>" + "".join(parts) if parts else ""
 
 
 def table(summary: dict) -> str:

@@ -44,6 +44,7 @@ class Settings:
     backend: str = "docker"
     keep_up: bool = False
     stack_file: str = ""
+    gate_file: str = ""
 
     def to_env(self) -> dict[str, str]:
         return {f"APIARY_{k.upper()}": str(int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items()}
@@ -57,7 +58,7 @@ class Settings:
         return cls(run_id=run_id, report_dir=report_dir, seed=int(env.get("APIARY_SEED", "0") or 0),
                    timeout_multiplier=float(env.get("APIARY_TIMEOUT_MULTIPLIER", "1") or 1),
                    backend=env.get("APIARY_BACKEND", "docker"), keep_up=env.get("APIARY_KEEP_UP", "0") == "1",
-                   stack_file=env.get("APIARY_STACK_FILE", ""))
+                   stack_file=env.get("APIARY_STACK_FILE", ""), gate_file=env.get("APIARY_GATE_FILE", ""))
 
 
 def open_cluster(settings: Settings):
@@ -83,7 +84,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="run-integration-tests.sh", description=HELP,
                                 usage="%(prog)s [--tags EXPR]... [--backend docker|local] [--build|--no-build] [--keep-up]\n"
                                       "       [--report-dir DIR] [--seed N] [--fail-fast] [--timeout-multiplier X]\n"
-                                      "       [--max-minutes M] [-- <behave args>]",
+                                      "       [--max-minutes M] [--gate FILE] [-- <behave args>]\n"
+                                      "       %(prog)s --soak [--minutes M] [--seed N] [--profile P] [--rate R] [--shrink-on-failure]\n"
+                                      "       %(prog)s --replay RUN_DIR|schedule.json    %(prog)s --shrink RUN_DIR",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tags", action="append", metavar="EXPR",
                    help="behave tag expression; repeat to AND them (default: @integration)")
@@ -105,7 +108,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=RUN_LIMIT_S / 60, metavar="M",
                    help="interrupt behave after M minutes (times the multiplier) and fail the run "
                         f"(default {RUN_LIMIT_S / 60:.0f}; each scenario also has its own limit)")
+    c = p.add_argument_group("chaos runs (need the docker backend; reports as for behave, plus the soak's "
+                             "history, evidence, verdict and timeline)")
+    m = c.add_mutually_exclusive_group()
+    m.add_argument("--soak", action="store_true", help="play a seeded generated fault schedule under client load")
+    m.add_argument("--replay", metavar="PATH", help="play a soak run's schedule again (its run dir or schedule.json)")
+    m.add_argument("--shrink", metavar="RUN_DIR", help="delta-debug a failed soak to a minimal failing schedule")
+    c.add_argument("--minutes", type=float, default=3.0, metavar="M", help="soak length (default 3)")
+    c.add_argument("--profile", metavar="P", help="fault profile: a name in harness/nemesis/profiles or a file "
+                                                  "(default: default)")
+    c.add_argument("--rate", type=float, default=20.0, metavar="R", help="client requests started per second (default 20)")
+    c.add_argument("--bug", choices=("dup-final",), help="switch a deliberate bug on in every worker (self-tests)")
+    c.add_argument("--shrink-on-failure", action="store_true", help="after a failed --soak, shrink it in the same run")
+    c.add_argument("--shrink-runs", type=int, default=24, metavar="N", help="most replays a shrink may use (default 24)")
     args = p.parse_args(argv)
+    args.chaos = bool(args.soak or args.replay or args.shrink)
+    if args.chaos and args.backend == "local":
+        p.error("--soak, --replay and --shrink need the docker backend (container-level faults)")
     args.behave_args = behave_args
     args.tags = args.tags or ["@integration"]
     return args
@@ -201,6 +220,16 @@ def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict) -> int:
         raise
 
 
+def behave_phase(args, settings: Settings, run_dir: Path, meta: dict) -> int:
+    """Run behave over the features within the run limit, then report and gate; returns the exit code."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **settings.to_env())
+    rc = run_behave(behave_command(args, run_dir), env, args.max_minutes * 60 * args.timeout_multiplier, meta)
+    if (run_dir / "env-error.json").exists():
+        err = json.loads((run_dir / "env-error.json").read_text())
+        raise EnvironmentSetupError(err["what"], err["detail"])
+    return finish_report(args, settings, run_dir, meta, rc)
+
+
 def git_revision() -> str:
     proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
@@ -214,6 +243,7 @@ def finish_report(args, settings: Settings, run_dir: Path, meta: dict, behave_rc
                              report.read_jsonl(run_dir / "failures.jsonl"), report.read_jsonl(run_dir / "skips.jsonl"),
                              report.read_jsonl(run_dir / "elapsed.jsonl"))
     summary = report.summarize(scenarios, meta)
+    summary["soaks"] = [k for k in report.read_jsonl(run_dir / "soaks.jsonl")]
     gate = release_gate.apply_gate(summary, args.policy)
     if meta.get("run_limit_exceeded"):
         gate["passed"] = False
@@ -293,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     report.point_latest(report_dir, run_dir)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings = Settings(run_id=run_id, report_dir=str(run_dir), seed=seed, timeout_multiplier=args.timeout_multiplier,
-                        keep_up=args.keep_up, stack_file=str(run_dir / "stack.json"))
+                        keep_up=args.keep_up, stack_file=str(run_dir / "stack.json"), gate_file=str(args.gate))
     os.environ["APIARY_TIMEOUT_MULTIPLIER"] = str(args.timeout_multiplier)
     say(f"Apiary integration run {run_id} (seed {seed}, tags {' and '.join(args.tags)}) -> {run_dir}")
     meta = {"run_id": run_id, "seed": seed, "tags": args.tags, "git_revision": git_revision(),
@@ -316,12 +346,13 @@ def main(argv: list[str] | None = None) -> int:
             say(f"Stack healthy in {timings['up_s']:.1f}s; API {cluster.api_url}")
             (run_dir / "stack.json").write_text(json.dumps(cluster.describe(), indent=1))
         meta["timings"] = timings
-        env = dict(os.environ, PYTHONPATH=str(ROOT), **settings.to_env())
-        rc = run_behave(behave_command(args, run_dir), env, args.max_minutes * 60 * args.timeout_multiplier, meta)
-        if (run_dir / "env-error.json").exists():
-            err = json.loads((run_dir / "env-error.json").read_text())
-            raise EnvironmentSetupError(err["what"], err["detail"])
-        code = finish_report(args, settings, run_dir, meta, rc)
+        if args.chaos:
+            if settings.backend != "docker":
+                raise EnvironmentSetupError("no Docker engine", "--soak, --replay and --shrink need container faults")
+            from harness.soak_run import run_mode
+            code = run_mode(args, settings, cluster, run_dir, meta, say)
+        else:
+            code = behave_phase(args, settings, run_dir, meta)
     except EnvironmentSetupError as exc:
         say(f"ERROR: environment could not be set up: {exc.what}\n{exc.detail}")
         (run_dir / "env-error.json").write_text(json.dumps({"what": exc.what, "detail": exc.detail}))

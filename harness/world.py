@@ -277,6 +277,9 @@ class World:
                 out["events-problems.json"] = json.dumps({"gaps": gaps, "malformed": self.events.malformed})
         for name, sub in self.subscribers.items():
             out[f"events-{name}.jsonl"] = "".join(json.dumps(e, default=str) + "\n" for e in sub.events)
+        for holder in self.vars.values():   # e.g. the scenario's soaks: where their evidence is
+            if hasattr(holder, "artifacts") and callable(holder.artifacts):
+                out.update(holder.artifacts())
         return out
 
 
