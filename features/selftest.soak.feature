@@ -7,5 +7,6 @@ Feature: Self-test of the chaos checker and the shrinker
   Scenario: A worker that re-sends a FINAL after a partition is caught, and its schedule shrinks
     When a 30-second soak runs under the "selftest" profile with seed 7 and the deliberate bug "dup-final"
     Then the independent checker judges the last soak invalid with a "duplicate-execution" anomaly
+    And the last soak applied at least 4 faults
     And shrinking the last soak within 16 replays and 600 seconds leaves at most 3 faults that still fail the same check
     And the independent checker judges every soak valid

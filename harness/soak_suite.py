@@ -48,10 +48,11 @@ class Soaks:
             if i:
                 self.w.cluster.reset()
             spec = SoakSpec(seed=seed, profile=profile, duration_s=self.w.scaled(seconds), bug=bug,
-                            plan=LoadPlan(rate_rps=rate, clients=max(4, int(rate // 3) + 4)), name=f"soak-{seed}")
+                            plan=LoadPlan(rate_rps=rate, clients=max(4, int(rate // 3) + 4)), name=f"soak-{seed}",
+                            images=self.images())
             out = self.run_dir / "soaks" / f"{slug(label)}-seed-{seed}"
             result = run_soak(self.w.cluster, out, spec, self.policy, revision=self.revision(),
-                              say=lambda m: print(m, file=sys.stderr, flush=True))
+                              say=lambda m: print(m, file=sys.__stderr__, flush=True))
             result["dir"] = str(out.relative_to(self.run_dir)) if out.is_relative_to(self.run_dir) else str(out)
             self.results.append(result)
             self.dirs.append(out)
@@ -59,6 +60,16 @@ class Soaks:
             with open(self.run_dir / "soaks.jsonl", "a") as fh:
                 fh.write(json.dumps({k: v for k, v in result.items() if k != "intervals"}, default=str) + "\n")
         return self.results
+
+    def images(self) -> dict[str, str]:
+        """Image id per service of the stack under test (recorded with each soak's schedule)."""
+        out = {}
+        for service in self.w.cluster.services:
+            try:
+                out[service] = self.w.cluster.container(service).image.id
+            except Exception as exc:  # noqa: BLE001 - the local backend has no images
+                out[service] = f"unknown: {type(exc).__name__}"
+        return out
 
     def revision(self) -> str:
         from harness.runner import git_revision
@@ -91,7 +102,7 @@ class Soaks:
         self.w.cluster.reset()
         self.shrunk = shrink_soak(self.w.cluster, self.dirs[-1] / "shrink", self.results[-1], spec, self.policy,
                                   self.revision(), reset=self.w.cluster.reset, max_runs=max_runs,
-                                  deadline_s=self.w.scaled(deadline_s), say=lambda m: print(m, file=sys.stderr, flush=True))
+                                  deadline_s=self.w.scaled(deadline_s), say=lambda m: print(m, file=sys.__stderr__, flush=True))
         return self.shrunk
 
     def artifacts(self) -> dict[str, str]:

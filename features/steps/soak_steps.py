@@ -50,3 +50,8 @@ def step_load_and_rate(context, rps, per_min):
 def step_shrunk(context, runs, seconds, n):
     found = Soaks.of(context.world).shrink_last(runs, seconds)
     assert found["shrunk_faults"] <= n and any(c["failed_same_check"] for c in found["candidates"]), f"shrink: {found['original_faults']} -> {found['shrunk_faults']} faults, runs {[(c['faults'], c['failed_same_check']) for c in found['candidates']]}"
+
+
+@then("the last soak applied at least {n:d} faults")
+def step_last_applied(context, n):
+    assert (got := Soaks.of(context.world).results[-1]["faults_applied"]) >= n, f"the last soak applied {got} faults"
