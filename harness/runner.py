@@ -205,9 +205,12 @@ def behave_command(args, run_dir: Path) -> list[str]:
     return cmd + args.behave_args
 
 
-def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict) -> int:
-    """Run behave in its own session within `limit_s`; on an interrupt forward SIGINT, then SIGKILL after 15 s."""
+def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict, reaper=None) -> int:
+    """Run behave in its own session within `limit_s`; on an interrupt forward SIGINT, then SIGKILL after 15 s.
+    The reaper watches its process group while it runs (a runner killed with -9 leaves no behave behind)."""
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    if reaper is not None:
+        reaper.watch_group(proc.pid)
     try:
         rc, overran = wait_with_deadline(proc, limit_s)
         if overran:
@@ -218,12 +221,15 @@ def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict) -> int:
         say("Interrupted: stopping behave...")
         stop_group(proc, 15)
         raise
+    finally:
+        if reaper is not None and proc.poll() is not None:
+            reaper.unwatch_group(proc.pid)
 
 
-def behave_phase(args, settings: Settings, run_dir: Path, meta: dict) -> int:
+def behave_phase(args, settings: Settings, run_dir: Path, meta: dict, reaper=None) -> int:
     """Run behave over the features within the run limit, then report and gate; returns the exit code."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **settings.to_env())
-    rc = run_behave(behave_command(args, run_dir), env, args.max_minutes * 60 * args.timeout_multiplier, meta)
+    rc = run_behave(behave_command(args, run_dir), env, args.max_minutes * 60 * args.timeout_multiplier, meta, reaper)
     if (run_dir / "env-error.json").exists():
         err = json.loads((run_dir / "env-error.json").read_text())
         raise EnvironmentSetupError(err["what"], err["detail"])
@@ -321,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = report_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     report.point_latest(report_dir, run_dir)
+    from harness.reaper import Reaper
+    reaper = Reaper(run_id, run_dir)   # sweeps the run if this process dies without tearing down (kill -9)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings = Settings(run_id=run_id, report_dir=str(run_dir), seed=seed, timeout_multiplier=args.timeout_multiplier,
                         keep_up=args.keep_up, stack_file=str(run_dir / "stack.json"), gate_file=str(args.gate))
@@ -352,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             from harness.soak_run import run_mode
             code = run_mode(args, settings, cluster, run_dir, meta, say)
         else:
-            code = behave_phase(args, settings, run_dir, meta)
+            code = behave_phase(args, settings, run_dir, meta, reaper)
     except EnvironmentSetupError as exc:
         say(f"ERROR: environment could not be set up: {exc.what}\n{exc.detail}")
         (run_dir / "env-error.json").write_text(json.dumps({"what": exc.what, "detail": exc.detail}))
@@ -382,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"ERROR: teardown failed: {exc!r}")
                 code = code or EXIT_ENV
         report.point_latest(report_dir, run_dir)
+        reaper.release(keep=bool(args.keep_up))
     say(f"Exit code {code}")
     return code
 
