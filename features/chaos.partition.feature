@@ -75,3 +75,5 @@ Feature: Partitions, pauses and lossy links
     And every completion's text is the mock model's output
     And no completion was lost or duplicated
     And every job completed exactly once with one job.completed event each within 5 seconds
+    And the random-loss rule in "worker-a1" dropped at least 1 packets
+    And "worker-a1" completed at least 2 of those jobs

@@ -25,9 +25,10 @@ Feature: Authentication end to end
     And the fetched job is "completed"
     And no job was visible to another tenant
 
-  Scenario: No API key appears in any service log
+  Scenario: No API key, configured or presented, appears in any service log
     When tenant "tenant-a" requests a completion of "log probe a" with 2 tokens and seed 1
     And tenant "tenant-b" requests a completion of "log probe b" with 2 tokens and seed 1
     And tenant "admin" requests a completion of "log probe admin" with 2 tokens and seed 1
     And a client with a wrong key requests a completion of "log probe intruder"
-    Then no service log contains any API key
+    And clients present 3 distinctive wrong keys to the API and each is answered 401
+    Then no service log contains any API key or any presented wrong key

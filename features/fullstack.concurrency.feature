@@ -11,4 +11,6 @@ Feature: Concurrent requests
     And no completion was lost or duplicated
     And every job completed exactly once with one job.completed event each within 5 seconds
     And the jobs were spread over all workers
+    When every tenant of "tenant-a, tenant-b, admin" fetches every job of this scenario
+    Then each of "tenant-a, tenant-b, admin" read its own jobs, was answered 404 for every job of the others, and got its own prompt's text
     And no job was visible to another tenant

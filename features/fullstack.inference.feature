@@ -17,11 +17,12 @@ Feature: Complete inference flow
 
   @smoke
   Scenario: An SSE-streamed completion delivers its tokens incrementally and ends with [DONE]
+    Given every worker generates 20 tokens per second
     When tenant "tenant-a" streams a completion of "a streamed prompt" with 24 tokens and seed 3
     Then the response status is 200
     And the stream ended with [DONE] and no error event
     And the completion text is the mock model's output
-    And the stream delivered its tokens in 2 or more chunks in arrival order
+    And the stream delivered its tokens in 12 or more chunks of whole tokens in order, the first at least 0.5 seconds before the last
     And a "job.first_token" event for the last job is published within 2 seconds
 
   Scenario: A chat completion answers in the OpenAI chat shape

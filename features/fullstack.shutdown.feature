@@ -9,7 +9,7 @@ Feature: Cascading shutdown
     When the admin requests a cluster shutdown
     Then the shutdown request is accepted
     And a "cluster.shutdown" event is published within 2 seconds
-    And the running completions finish within 10 seconds
+    And the running completions finish within 10 seconds, each with the mock model's output
     And every completion succeeded
     And every completion's text is the mock model's output
     And every service exits with code 0 within 20 seconds

@@ -5,10 +5,10 @@ Every step is one call into the harness; time limits in the wording are scaled b
 import parse
 from behave import given, register_type, then, when
 
-from harness import checker
+from harness import checker, proofs
 from harness.client import tenant_specs
 from harness.world import error_of, metric_sum, status_of
-from services.protocol import generate_text
+from services.protocol import generate_text, generate_token
 
 
 @parse.with_pattern(r'[^"]*')
@@ -76,10 +76,14 @@ def step_start_complete(context, tenant, prompt, n, seed):
     context.world.start_completion(prompt=prompt, tenant=tenant, max_tokens=n, seed=seed)
 
 
-@when("the running completions finish within {s:g} seconds")
-@then("the running completions finish within {s:g} seconds")
-def step_finish_background(context, s):
-    context.world.finish_background(s)
+@then("the running completions finish within {s:g} seconds, each with the mock model's output")
+def step_finish_exact(context, s):
+    assert not (bad := proofs.finish_problems(context.world.finish_background(s), generate_text, allow_error=False)), f"completions that did not end with the exact text: {bad}"
+
+
+@then("the running completions finish within {s:g} seconds, each with the mock model's output or an explicit error")
+def step_finish_explicit(context, s):
+    assert not (bad := proofs.finish_problems(context.world.finish_background(s), generate_text, allow_error=True)), f"completions that ended neither with the exact text nor an explicit error: {bad}"
 
 
 @when('{n:d} completions of {k:d} tokens are sent at once by tenants "{tenants}" over {c:d} connections')
@@ -126,10 +130,10 @@ def step_stream_done(context):
     assert c.stream and c.done and c.error is None, f"stream done={c.done} error={c.error} status={c.status} exc={c.exception}"
 
 
-@then("the stream delivered its tokens in {n:d} or more chunks in arrival order")
-def step_stream_chunks(context, n):
+@then("the stream delivered its tokens in {n:d} or more chunks of whole tokens in order, the first at least {s:g} seconds before the last")
+def step_stream_chunks(context, n, s):
     c = context.world.last()
-    assert len(c.chunks) >= n and c.token_times == sorted(c.token_times), f"{len(c.chunks)} chunks at {c.token_times}"
+    assert not (bad := proofs.stream_problems(c.chunks, c.token_times, [generate_token(c.prompt, c.seed, i) for i in range(c.max_tokens)], n, s)), f"stream of {len(c.chunks)} chunks at {[round(t, 3) for t in c.token_times]}: {bad}"
 
 
 @then("the response carries the job id in the X-Apiary-Job-Id header and the body")
@@ -263,3 +267,13 @@ def step_spread_fair(context, r):
 @then("no job was visible to another tenant")
 def step_isolation(context):
     context.world.check("tenant_isolation", checker.check_tenant_isolation(context.world.history))
+
+
+@when('every tenant of "{tenants}" fetches every job of this scenario')
+def step_read_across(context, tenants):
+    context.world.vars["cross_reads"] = proofs.read_jobs_across(context.world.client, _tenants(tenants))
+
+
+@then('each of "{tenants}" read its own jobs, was answered 404 for every job of the others, and got its own prompt\'s text')
+def step_cross_reads(context, tenants):
+    context.world.check("cross_tenant_reads", proofs.check_cross_reads(context.world.history, _tenants(tenants), generate_text))

@@ -1,6 +1,7 @@
 """Messaging steps: extra event subscribers with topic filters, probe peers on the stack's networks (READY round trips)."""
 from behave import given, then, when
 
+from harness import proofs
 from harness.events import find_gaps, in_order
 from services import protocol
 
@@ -8,12 +9,12 @@ from services import protocol
 @given("these event subscribers listen to the orchestrator")
 def step_subscribers(context):
     [context.world.subscribe(r["name"], tuple(t.strip() for t in r["topics"].split(",")) if r["topics"].strip() else ("",)) for r in context.table]
+    context.world.vars["subscribers_joined_seq"] = proofs.next_seq([context.world.events, *context.world.subscribers.values()])
 
 
-@then('subscriber "{name}" saw "{topic}" for every completed request within {s:g} seconds')
-def step_sub_saw_all(context, name, topic, s):
-    ids = {c.job_id for c in context.world.client.completions if c.ok}
-    context.world.wait_until(lambda: ids <= {e.get("job_id") for e in context.world.subscribers[name].matching(topic)}, s, f"subscriber {name} saw {topic} for all {len(ids)} jobs")
+@then('subscriber "{name}" saw "{topic}" for each of the {n:d} requests within {s:g} seconds')
+def step_sub_saw_all(context, name, topic, n, s):
+    proofs.wait_no_problems(context.world, lambda: proofs.request_event_problems(context.world.client.completions, {e.get("job_id") for e in context.world.subscribers[name].matching(topic)}, n), s, f"subscriber {name} saw {topic} for each of {n} successful requests")
 
 
 @then('subscriber "{name}" received every event in seq order with no gap')
@@ -28,14 +29,9 @@ def step_sub_only(context, name, prefixes):
     assert context.world.subscribers[name].events and not stray, f"{name} got stray topics {sorted(set(stray))} or nothing"
 
 
-@then('subscriber "{name}" received exactly the "{prefix}" events that subscriber "{ref}" received in its time window')
-def step_sub_same(context, name, prefix, ref):
-    sub, other = context.world.subscribers[name], context.world.subscribers[ref]
-    span = [e["seq"] for e in other.events]  # late joiners: compare only where both were subscribed
-    low, high = (span[0], span[-1]) if span else (0, -1)
-    mine = [e["seq"] for e in sub.matching(prefix) if low <= e["seq"] <= high]
-    window = [q for q in (e["seq"] for e in other.matching(prefix)) if mine and mine[0] <= q <= mine[-1]]
-    assert mine and mine == window, f"{name} seqs {mine[:10]}..{mine[-5:]} ({len(mine)}) != {ref}'s in window ({len(window)})"
+@then('subscriber "{name}" received exactly the "{prefix}" events published since the subscribers joined, as "{ref}" saw them, within {s:g} seconds')
+def step_sub_same(context, name, prefix, ref, s):
+    proofs.wait_no_problems(context.world, lambda: proofs.subscriber_window_problems(context.world, name, prefix, ref), s, f"subscriber {name} did not get exactly the {prefix!r} events published since the subscribers joined")
 
 
 # ---- probe peers (REQ/REP-style control round trips over TCP across containers) -------------
