@@ -99,3 +99,28 @@ def write_bundle(path: Path, cluster: Any, since: float, failure_text: str = "",
     if errors:
         (path / "gather-errors.txt").write_text("\n".join(errors) + "\n")
     return path
+
+
+def write_timeline(path: Path, histories: list[list[dict]], events: list[dict], title: str) -> str | None:
+    """timeline.png for a failed chaos scenario: its client and fault histories on one clock (their wall
+    times), with the events it saw as marks; returns the file name, or the error as text."""
+    try:
+        from harness.plot import timeline
+        ops, offset = [], 0
+        for h in histories:            # each history numbers its ops from 0: give them one numbering
+            for op in h:
+                op = dict(op, index=op["index"] + offset)
+                if "invoke_index" in op:
+                    op["invoke_index"] += offset
+                ops.append(op)
+            offset += max((op["index"] for op in h), default=-1) + 1
+        if not ops:
+            return None
+        t0 = min(op["wall"] for op in ops if op.get("wall") is not None)
+        merged = [dict(op, time=round((op.get("wall") or t0) - t0, 6)) for op in ops]
+        marks = [{"time": e["_arrived"] - t0, "label": e.get("topic"), "topic": e.get("topic")}
+                 for e in events if e.get("_arrived") and str(e.get("topic", "")).startswith(("worker.", "hive."))]
+        timeline(merged, Path(path) / "timeline.png", title=title, events=marks)
+        return "timeline.png"
+    except Exception as exc:  # noqa: BLE001 - a bundle is best effort
+        return f"timeline failed: {exc!r}"

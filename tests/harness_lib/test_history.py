@@ -31,3 +31,15 @@ def test_complete_rejects_bad_type():
     except ValueError:
         return
     raise AssertionError("invoke is not a completion type")
+
+
+def test_a_failed_chaos_scenario_timeline_merges_client_and_fault_histories_on_one_clock(tmp_path):
+    from harness.gather import write_timeline
+    client, faults = History(), History()
+    c = client.invoke("tenant-a-1", "complete", {"prompt": "p"})
+    f = faults.invoke("nemesis", "start", {"kind": "pause", "target": "worker-a1", "params": {}, "index": 0})
+    faults.complete(f, "ok", {"verified": True})
+    client.complete(c, "ok", {"text": "x"})
+    faults.complete(faults.invoke("nemesis", "stop", {"kind": "pause", "target": "worker-a1", "index": 0}), "ok", {})
+    assert write_timeline(tmp_path, [client.ops, faults.ops], [], "t") == "timeline.png"
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
