@@ -1,6 +1,8 @@
 """Scenario-level operations of the integration/chaos suites over a harness World: batches of background
-jobs, job views from /v1/jobs, churn loops, OOM and storage faults, extra workers, bursts, load and
-latency probes. One instance per scenario (Chaos.of(world)); close() removes and heals what it made."""
+jobs, job views from /v1/jobs, churn loops, OOM, load and latency probes; and the one-way, storage and
+extra-worker faults, applied as fault-protocol kinds through the world's FaultBook (world.nemesis.faults),
+which records them in faults.jsonl and heals whatever is still active once, at the world's close.
+One instance per scenario (Chaos.of(world)); close() stops its background load."""
 from __future__ import annotations
 
 import concurrent.futures as futures
@@ -8,10 +10,8 @@ import time
 import uuid
 from typing import Any
 
-from harness.extra_workers import ExtraWorkers
 from harness.load import BackgroundLoad, Burst, latency_summary, write_metrics
-from harness.nemesis.oneway import OneWayNemesis
-from harness.nemesis.storage import StorageNemesis
+from harness.nemesis.kinds_storage import data_files
 from harness.resources import memory_snapshot
 from harness.world import setting
 
@@ -24,10 +24,9 @@ class Chaos:
     def __init__(self, world: Any):
         self.w = world
         self.cluster = world.cluster
-        run_id = world.run_id or "manual"
-        self.storage = StorageNemesis(self.cluster, world.nemesis.log, run_id=run_id)
-        self.oneway = OneWayNemesis(self.cluster, world.nemesis.net, world.nemesis.log)
-        self.extras = ExtraWorkers(self.cluster, run_id)
+        self.faults = world.nemesis.faults          # the scenario's FaultBook: protocol faults, healed at close
+        self.oneway: list[Any] = []                 # one-way drops applied by drop_outgoing()
+        self.read_only: Any = None                  # the storage-read-only fault while it is active
         self.background: dict[str, Any] = {}
         self.load: BackgroundLoad | None = None
         self.burst: Burst | None = None
@@ -43,17 +42,9 @@ class Chaos:
 
     # ---- teardown ---------------------------------------------------------------------------------
     def close(self) -> None:
-        errors: list[str] = []
+        """Stop the background load; the faults are the FaultBook's to heal (the world's close, right after)."""
         if self.load is not None:
-            try:
-                self.load.stop(30)
-            except AssertionError as exc:
-                errors.append(str(exc))
-        errors += self.extras.remove()
-        errors += self.oneway.heal()
-        errors += self.storage.heal()
-        if errors:
-            raise RuntimeError("chaos cleanup: " + "; ".join(errors))
+            self.load.stop(30)
 
     @property
     def report_dir(self) -> str | None:
@@ -230,22 +221,46 @@ class Chaos:
         except Exception:  # noqa: BLE001
             return None
 
-    def corrupt_registry_and_restart(self) -> str:
-        self.w.nemesis.proc.stop("orchestrator")
-        out = self.storage.corrupt_registry()
-        self.w.nemesis.proc.start("orchestrator")
-        return out
+    def corrupt_registry_and_restart(self) -> Any:
+        """storage-corrupt: stop the orchestrator, overwrite registry.db with garbage, start it again."""
+        return self.faults.apply("storage-corrupt", "orchestrator")
 
     def read_only_registry_and_restart(self) -> None:
-        self.storage.make_read_only()
+        """storage-read-only (verified before the restart: a write as the service user fails), then a restart."""
+        self.read_only = self.faults.apply("storage-read-only", "orchestrator", background=False)
         self.w.nemesis.proc.restart("orchestrator")
+
+    def make_registry_writable(self) -> None:
+        """Heal the read-only fault: /data writable again for the service user (proved by a write)."""
+        assert self.read_only is not None, "the registry volume was not made read-only in this scenario"
+        left = self.faults.heal([self.read_only])
+        assert not left, f"registry volume not writable again: {left}"
+        self.read_only = None
+
+    def data_files(self) -> list[str]:
+        """File names in the orchestrator's /data."""
+        return data_files(self.cluster)
+
+    # ---- one-way partitions -------------------------------------------------------------------------
+    def drop_outgoing(self, service: str, peer: str) -> Any:
+        """Every packet `service` sends to `peer` is dropped (partition service|peer, one way)."""
+        fault = self.faults.apply("partition", f"{service}|{peer}", direction="a->b")
+        self.oneway.append(fault)
+        return fault
+
+    def heal_oneway(self) -> list[str]:
+        """Heal the one-way drops; returns what could not be undone."""
+        left = self.faults.heal(self.oneway)
+        self.oneway = [f for f in self.oneway if self.faults.is_active(f)]
+        return left
 
     # ---- extra workers --------------------------------------------------------------------------------
     def join_extra_workers(self, n: int, hive: str) -> list[str]:
+        """extra-workers: n more mock workers join `hive` at once; returns their worker ids."""
         self.mark("extras")
-        ids = self.extras.start(hive, n)
-        self.vars["extra_ids"] = ids
-        return ids
+        fault = self.faults.apply("extra-workers", hive, count=n)
+        self.vars["extra_ids"] = fault.worker_ids
+        return fault.worker_ids
 
     # ---- provisioning -----------------------------------------------------------------------------------
     def hive_models(self, hive: str) -> dict:

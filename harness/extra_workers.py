@@ -1,6 +1,6 @@
 """Extra mock-worker containers joined to a hive's network (the stack's own mock-worker image), started
-all at once and removed at scenario end (also on failure). Labelled with the run id so the runner's
-sweep removes them too if the scenario's own cleanup never ran."""
+all at once and removed again (the `extra-workers` fault kind, harness/nemesis/kinds_workers.py, wraps
+this). Labelled with the run id so the runner's sweep removes them too if no heal ever ran."""
 from __future__ import annotations
 
 import concurrent.futures as futures
@@ -8,6 +8,14 @@ import uuid
 from typing import Any
 
 EXTRA_ROLE = "extra-worker"
+TEMPLATE = "worker-a1"     # the compose worker whose image and APIARY_* environment the extras copy
+STOP_TIMEOUT_S = 2
+
+
+def gone(exc: Exception) -> bool:
+    """The Docker error says the container no longer exists (or is already being removed)."""
+    text = str(exc)
+    return "No such container" in text or "already in progress" in text or "404" in text
 
 
 class ExtraWorkers:
@@ -16,21 +24,22 @@ class ExtraWorkers:
     def __init__(self, cluster: Any, run_id: str):
         self.cluster = cluster
         self.run_id = run_id
-        self.containers: list[Any] = []
+        self.containers: dict[str, Any] = {}     # worker id -> container
         self.ids: list[str] = []
 
     def image(self) -> str:
         """The image id the stack's workers run (so a fresh build is used)."""
-        return self.cluster.container("worker-a1").image.id
+        return self.cluster.container(TEMPLATE).image.id
 
     def env_of(self, service: str) -> dict[str, str]:
         env = self.cluster.container(service).attrs["Config"].get("Env") or []
         return dict(e.split("=", 1) for e in env if "=" in e)
 
     def start(self, hive: str, n: int, prefix: str | None = None) -> list[str]:
-        """Start n workers at once (one thread each); returns their worker ids."""
+        """Start n workers at once (one thread each); returns their worker ids. On a failure the ones
+        that started stay in `containers` (remove() takes them) and RuntimeError names the failures."""
         prefix = prefix or f"extra-{uuid.uuid4().hex[:6]}"
-        base = self.env_of("worker-a1")
+        base = self.env_of(TEMPLATE)
         image = self.image()
         network = self.cluster.network_name(f"{hive}-net")
         ids = [f"{prefix}-{i}" for i in range(1, n + 1)]
@@ -43,45 +52,57 @@ class ExtraWorkers:
                 name=f"{self.cluster.project}_{worker_id}", mem_limit="256m", memswap_limit="256m",
                 labels={"io.apiary.run-id": str(self.run_id), "io.apiary.role": EXTRA_ROLE})
 
-        with futures.ThreadPoolExecutor(n) as pool:
-            outcomes = [pool.submit(run_one, w) for w in ids]
-            errors = []
-            for f in outcomes:
+        errors = []
+        with futures.ThreadPoolExecutor(max(1, n)) as pool:
+            outcomes = {w: pool.submit(run_one, w) for w in ids}
+            for worker_id, f in outcomes.items():
                 try:
-                    self.containers.append(f.result())
-                except Exception as exc:  # noqa: BLE001 - remove what started, then report
-                    errors.append(repr(exc))
+                    self.containers[worker_id] = f.result()
+                except Exception as exc:  # noqa: BLE001 - remove() takes what started; reported below
+                    errors.append(f"{worker_id}: {exc!r}"[:300])
         self.ids += ids
         if errors:
             raise RuntimeError(f"could not start {len(errors)} of {n} extra workers: {errors[:3]}")
         return ids
 
     def states(self) -> dict[str, dict]:
-        """worker id -> container state (status, exit code)."""
+        """worker id -> container state (status, exit code) of every extra worker not yet removed."""
         out = {}
-        for c in self.containers:
+        for worker_id, c in list(self.containers.items()):
             try:
                 c.reload()
-                out[c.name.rsplit("_", 1)[-1]] = {"status": c.status, "exit_code": c.attrs["State"].get("ExitCode")}
-            except Exception as exc:  # noqa: BLE001
-                out[c.name] = {"error": repr(exc)}
+                out[worker_id] = {"status": c.status, "exit_code": c.attrs["State"].get("ExitCode")}
+            except Exception as exc:  # noqa: BLE001 - reported as the state
+                out[worker_id] = {"status": "missing" if gone(exc) else "unknown", "error": repr(exc)[:200]}
         return out
 
     def remove(self) -> list[str]:
-        """Stop (SIGTERM, 2 s) and remove every extra worker; returns errors (never raises)."""
+        """Stop (SIGTERM, 2 s) and remove every extra worker, then check each is gone; returns what could
+        not be removed (never raises)."""
         errors: list[str] = []
 
-        def rm(c: Any) -> None:
+        def rm(item: tuple[str, Any]) -> None:
+            worker_id, c = item
             try:
-                c.stop(timeout=2)
+                c.stop(timeout=STOP_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - already stopped or gone
                 pass
             try:
                 c.remove(force=True)
             except Exception as exc:  # noqa: BLE001
-                if "No such container" not in str(exc) and "already in progress" not in str(exc):
-                    errors.append(f"{c.name}: {exc!r}")
-        with futures.ThreadPoolExecutor(max(1, len(self.containers))) as pool:
-            list(pool.map(rm, self.containers))
-        self.containers.clear()
+                if not gone(exc):
+                    errors.append(f"remove extra worker {worker_id}: {exc!r}"[:300])
+                    return
+            try:
+                c.reload()
+            except Exception as exc:  # noqa: BLE001 - gone, as it should be
+                if gone(exc):
+                    self.containers.pop(worker_id, None)
+                    return
+                errors.append(f"extra worker {worker_id}: {exc!r}"[:300])
+                return
+            errors.append(f"extra worker {worker_id} still exists ({c.status}) after remove")
+        items = list(self.containers.items())
+        with futures.ThreadPoolExecutor(max(1, len(items))) as pool:
+            list(pool.map(rm, items))
         return errors

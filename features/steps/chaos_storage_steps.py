@@ -23,7 +23,7 @@ def step_read_only(context):
 
 @when("the orchestrator's registry volume is made writable again")
 def step_writable(context):
-    ch(context).storage.make_writable()
+    ch(context).make_registry_writable()
 
 
 @then("the orchestrator answers /health within {s:g} seconds")
@@ -49,7 +49,7 @@ def step_orch_log(context, text):
 
 @then('the corrupt registry file was moved aside next to a new "registry.db"')
 def step_moved_aside(context):
-    files = ch(context).storage.list_data()
+    files = ch(context).data_files()
     assert "registry.db" in files and any(f.startswith("registry.db.corrupt-") for f in files), f"/data holds {files}"
 
 

@@ -1,4 +1,5 @@
-"""Generic fault steps over harness.nemesis (for the chaos and partition suites): kill, pause, restart, partition, heal."""
+"""Generic fault steps over harness.nemesis (for the chaos and partition suites): kill, pause, restart (process
+verbs); partition, one-way drop and loss (fault-protocol kinds, recorded and verified); heal."""
 from behave import then, when
 
 

@@ -2,9 +2,16 @@
 (random inbound TCP drops). Every iptables rule lives in the one chain APIARY_NEMESIS, tagged with a
 comment so overlapping faults in one container add and remove only their own rules.
 
-A partition's verify() execs a short TCP connect from one side to the other, which must time out or
-be unreachable (connected or refused both mean packets flow); a loss's verify() reads its rules' packet
-counters and requires drops, generating a few TCP connects when no traffic crossed yet.
+A partition's verify() makes a short TCP connect from one side to the other, which must time out or be
+unreachable (connected or refused both mean packets flow). The harness makes it from inside the prober
+container's network namespace, bound to the prober's own address (harness/nemesis/probes.py: about 1 ms),
+and falls back to `docker exec` of PROBE_CODE in the prober where it cannot. The connect timeout
+(probe_timeout_s, 25 ms) is far above a docker bridge's round trip (well under 1 ms), and the TCP
+handshake is the kernel's, so a busy peer process still answers in time: a timeout means the packets
+did not cross.
+A loss's verify() makes a burst of TCP connects from the target to its peer (their SYN-ACKs come back
+through the lossy INPUT), from the target's namespace like the probe (by exec of TRAFFIC_CODE where it
+cannot), then reads its rules' packet counters by exec, requiring drops.
 """
 from __future__ import annotations
 
@@ -19,31 +26,10 @@ from harness.errors import NemesisError
 from harness.nemesis.protocol import (CHAIN, DOWN, HOST_FACING, ROLE_RANK, ActiveFault, FaultKind, check_number, is_docker,
                                       listen_port, live_networks, net_admin, parse_target, peers, poll, register, role,
                                       run, services_of, static_networks)
+from harness.nemesis.probes import (BLOCKED, PROBE_CODE, TRAFFIC_CODE, TRAFFIC_CONNECTS, TRAFFIC_WAIT_S,  # noqa: F401
+                                    burst_from, container_pid, probe, probe_all)
 from harness.stackops import SHORT_NETWORKS
 
-PROBE_CODE = """import socket, sys
-s = socket.socket(); s.settimeout(float(sys.argv[3]))
-try:
-    s.connect((sys.argv[1], int(sys.argv[2]))); print("connected")
-except socket.timeout:
-    print("timeout")
-except ConnectionRefusedError:
-    print("refused")
-except OSError as e:
-    print("unreachable", e.errno)
-"""
-TRAFFIC_CODE = """import socket, sys
-n = 0
-for _ in range(int(sys.argv[3])):
-    s = socket.socket(); s.settimeout(float(sys.argv[4]))
-    try:
-        s.connect((sys.argv[1], int(sys.argv[2])))
-    except OSError:
-        pass
-    s.close(); n += 1
-print(n)
-"""
-BLOCKED = ("timeout", "unreachable")
 CUTTABLE = tuple(n for n in SHORT_NETWORKS if n not in HOST_FACING)
 _tags = itertools.count(1)
 
@@ -81,20 +67,11 @@ def counters(listing: str) -> dict[str, int]:
     return out
 
 
-def probe(stack: Any, src: str, ip: str, port: int, timeout_s: float) -> dict:
-    """A TCP connect from `src`'s container to ip:port: result connected|refused|timeout|unreachable|error."""
-    rc, out = run(stack, src, ["python3", "-I", "-S", "-c", PROBE_CODE, ip, str(port), str(timeout_s)])
-    words = out.split()
-    result = words[0] if rc == 0 and words and words[0] in ("connected", "refused", *BLOCKED) else "error"
-    return {"from": src, "ip": ip, "port": port, "result": result, **({"output": out[-300:]} if result == "error" else {})}
-
-
-def probe_all(stack: Any, probes: list[tuple[str, str, int]], timeout_s: float) -> list[dict]:
-    """Run (src, ip, port) probes in parallel."""
-    if len(probes) <= 1:
-        return [probe(stack, *p, timeout_s) for p in probes]
-    with futures.ThreadPoolExecutor(len(probes)) as pool:
-        return list(pool.map(lambda p: probe(stack, *p, timeout_s), probes))
+def networks_of(stack: Any, services: list[str]) -> dict[str, dict[str, dict]]:
+    """service -> its live attachments (live_networks), inspected in parallel."""
+    unique = list(dict.fromkeys(services))
+    with futures.ThreadPoolExecutor(len(unique)) as pool:
+        return dict(zip(unique, pool.map(lambda s: live_networks(stack, s), unique)))
 
 
 def ip_on(nets: dict[str, dict], net: str, service: str) -> str:
@@ -126,15 +103,15 @@ class PartitionCut(ActiveFault):
     def __init__(self, kind: str, target: str, params: dict, stack: Any, cuts: list, probes: list):
         super().__init__(kind, target, params, stack)
         self.cuts = cuts        # [(service, short network)]
-        self.probes = probes    # [(prober, cut service, network, its IP there before the cut, port)]
+        self.probes = probes    # [(prober, its IP, cut service, network, the cut's IP there before the cut, port)]
 
     def check(self) -> tuple[bool, Any]:
         live = {s: live_networks(self.stack, s) for s in {s for s, _ in self.cuts}}
         membership = {s: sorted(nets) for s, nets in live.items()}
         still = [[s, n] for s, n in self.cuts if n in live[s]]
         # probe the cut service's address now if it is back on the network (a reconnect may change it)
-        now = [(prober, (live[cut].get(net) or {}).get("ip") or old_ip, port)
-               for prober, cut, net, old_ip, port in self.probes]
+        now = [(prober, (live[cut].get(net) or {}).get("ip") or old_ip, port, prober_ip)
+               for prober, prober_ip, cut, net, old_ip, port in self.probes]
         results = probe_all(self.stack, now, self.params["probe_timeout_s"])
         held = not still and bool(results) and all(r["result"] in BLOCKED for r in results)
         return held, {"cut": [list(c) for c in self.cuts], "still_attached": still, "membership": membership,
@@ -204,7 +181,7 @@ class Partition(FaultKind):
     """Cut two services apart (or one from all its peers): both ways by disconnect, one way by DROP."""
 
     name = "partition"
-    defaults = {"direction": "both", "probe_timeout_s": 0.15}
+    defaults = {"direction": "both", "probe_timeout_s": 0.025}
 
     def validate(self, params: dict) -> None:
         check_number(self.name, params, "probe_timeout_s", 0.01, 5)
@@ -237,7 +214,7 @@ class Partition(FaultKind):
             raise NemesisError(f"partition: {a} and {b} share no network to cut")
         if not others:
             raise NemesisError(f"partition: {a} has no peers")
-        nets = {s: live_networks(stack, s) for s in {a, *others}}
+        nets = networks_of(stack, [a, *others])
         if p["direction"] == "both":
             return self._disconnect(stack, target, p, a, b, others, nets)
         pairs = [(a, o) for o in others] if p["direction"] == "a->b" else [(o, a) for o in others]
@@ -251,12 +228,13 @@ class Partition(FaultKind):
             for n in cut_nets:
                 prober = next((o for o in others if n in nets[o]), None)
                 if prober:
-                    probes.append((prober, a, n, ip_on(nets[a], n, a), listen_port(a)))
+                    probes.append((prober, ip_on(nets[prober], n, prober), a, n, ip_on(nets[a], n, a), listen_port(a)))
         else:
             cut = leaf(a, b)
             other = a if cut == b else b
             cut_nets = shared(nets[a], nets[b])
-            probes = [(other, cut, n, ip_on(nets[cut], n, cut), listen_port(cut)) for n in cut_nets]
+            probes = [(other, ip_on(nets[other], n, other), cut, n, ip_on(nets[cut], n, cut), listen_port(cut))
+                      for n in cut_nets]
         if not cut_nets:
             raise NemesisError(f"partition {target}: nothing to cut ({cut} shares no attached network)")
         done = []
@@ -290,7 +268,7 @@ class Partition(FaultKind):
                 rules.setdefault(src, []).append(f"-d {dst_ip} -m comment --comment {tag} -j DROP")
             else:
                 raise NemesisError(f"partition {target}: neither {src} nor {dst} has NET_ADMIN for iptables")
-            probes.append((src, dst_ip, listen_port(dst)))
+            probes.append((src, dst_ip, listen_port(dst), src_ip))
         install(stack, rules)
         fault = OneWayDrop(self.name, target, p, stack, rules, probes)
         fault.applied = {"rules": rules}
@@ -302,30 +280,43 @@ def leaf(a: str, b: str) -> str:
     return a if ROLE_RANK[role(a)] < ROLE_RANK[role(b)] else b
 
 
+def read_script(traffic: tuple[str, int]) -> list[str]:
+    """sh -c argv: a burst of connects to traffic (TRAFFIC_CODE), then the chain listing."""
+    gen = shlex.join(["python3", "-I", "-S", "-c", TRAFFIC_CODE, traffic[0], str(traffic[1]), str(TRAFFIC_CONNECTS),
+                      str(TRAFFIC_WAIT_S)])
+    return ["sh", "-c", f"{gen} >/dev/null 2>&1; " + shlex.join(LIST_RULES)]
+
+
 class PacketLoss(RuleFault):
     """A counting rule and a random DROP rule on inbound TCP; verify: the DROP counter shows drops."""
 
-    def __init__(self, kind, target, params, stack, rules, tag, traffic):
+    def __init__(self, kind, target, params, stack, rules, tag, traffic, src_ip=None):
         super().__init__(kind, target, params, stack, rules)
         self.tag = tag
-        self.traffic = traffic   # (ip, port) a few connects go to, to make packets arrive
+        self.traffic = traffic   # (ip, port) a burst of connects goes to, to make packets arrive
+        self.src_ip = src_ip     # the target's own address toward it (the burst's source)
 
-    def read(self, generate: bool) -> tuple[int | None, dict]:
-        cmd = LIST_RULES
-        if generate:
-            gen = shlex.join(["python3", "-I", "-S", "-c", TRAFFIC_CODE, self.traffic[0], str(self.traffic[1]), "10", "0.05"])
-            cmd = ["sh", "-c", f"{gen} >/dev/null 2>&1; " + shlex.join(LIST_RULES)]
-        rc, out = run(self.stack, self.target, cmd)
+    def parse(self, rc: int | None, out: str) -> tuple[int | None, dict]:
+        """(drop counter, evidence) of a read's output."""
         if rc != 0:
             return None, {"error": out.strip()[-300:]}
         c = counters(out)
         return c.get(self.tag), {"seen": c.get(f"{self.tag}-seen"), "dropped": c.get(self.tag)}
 
+    def read(self, first: bool) -> tuple[int | None, dict]:
+        """A burst of connects, then the counters. The burst comes from the target's namespace (about free),
+        else by exec of TRAFFIC_CODE, which the first read skips (the stack's own traffic may do)."""
+        pid = container_pid(self.stack, self.target) if self.src_ip else None
+        sent = burst_from(pid, self.src_ip, *self.traffic, TRAFFIC_CONNECTS, TRAFFIC_WAIT_S) if pid else None
+        via = "netns" if sent else None if first else "exec"
+        dropped, ev = self.parse(*run(self.stack, self.target, read_script(self.traffic) if via == "exec" else LIST_RULES))
+        return dropped, {**ev, "traffic_via": via}
+
     def check(self) -> tuple[bool, Any]:
         rounds = {"n": 0}
 
         def once() -> tuple[bool, Any]:
-            dropped, ev = self.read(generate=rounds["n"] > 0)
+            dropped, ev = self.read(first=rounds["n"] == 0)
             rounds["n"] += 1
             return bool(dropped), ev
         held, ev = poll(once, self.params["verify_timeout_s"])
@@ -358,7 +349,8 @@ class Loss(FaultKind):
         toward = peer or next(iter(peers(stack, target)), None)
         if toward is None:
             raise NemesisError(f"loss: {target} has no peer to measure traffic with")
-        mine, theirs = live_networks(stack, target), live_networks(stack, toward)
+        nets = networks_of(stack, [target, toward])
+        mine, theirs = nets[target], nets[toward]
         common = shared(mine, theirs)
         if not common:
             raise NemesisError(f"loss: {target} and {toward} share no attached network")
@@ -368,7 +360,8 @@ class Loss(FaultKind):
         specs = [f"{match}-m comment --comment {tag}-seen",
                  f"{match}-m statistic --mode random --probability {p['percent'] / 100:.4f} -m comment --comment {tag} -j DROP"]
         rules = {target: specs}
+        traffic = (ip_on(theirs, common[0], toward), listen_port(toward))
         install(stack, rules)
-        fault = PacketLoss(self.name, target, p, stack, rules, tag, (ip_on(theirs, common[0], toward), listen_port(toward)))
+        fault = PacketLoss(self.name, target, p, stack, rules, tag, traffic, ip_on(mine, common[0], target))
         fault.applied = {"rules": rules, "traffic_peer": toward, "at": time.time()}
         return fault

@@ -8,12 +8,13 @@ import time
 from typing import Any
 
 from harness.errors import NemesisError
-from harness.nemesis.audit import FaultLog
 from harness.nemesis.protocol import (ActiveFault, FaultKind, check_number, ensure_running, is_docker, poll, register,
                                       require_running, run, services_of)
-from harness.nemesis.storage import DATA_DIR, DB_PATH, StorageNemesis
 
 SERVICE = "orchestrator"
+DATA_DIR = "/data"
+DB_PATH = "/data/registry.db"
+VOLUME_SHELL_TIMEOUT_S = 30
 SERVICE_USER = "10001"            # the images' `apiary` user
 SQLITE_HEADER = b"SQLite format 3\x00"
 WRITE_PROBE = ["sh", "-c", f"touch {DATA_DIR}/.apiary-probe && rm -f {DATA_DIR}/.apiary-probe"]
@@ -22,11 +23,30 @@ CORRUPT_EVENT = '"registry.corrupt"'
 
 
 def volume_shell(stack: Any, script: str) -> str:
-    """Run `sh -c script` as root with the orchestrator's volumes (works while it is stopped)."""
+    """Run `sh -c script` as root in a one-off container with the orchestrator's volumes (works while it
+    is stopped); returns its output, NemesisError when it exits non-zero."""
     own = getattr(stack, "volume_shell", None)
     if callable(own):
         return own(script)
-    return StorageNemesis(stack, FaultLog(), run_id=getattr(stack, "run_id", "")).volume_shell(script)
+    image = stack.container(SERVICE).image.id
+    c = stack.client.containers.run(image, ["sh", "-c", script], detach=True, user="root",
+                                    volumes_from=[stack.container_id(SERVICE)], network_mode="none",
+                                    labels={"io.apiary.run-id": str(getattr(stack, "run_id", "")),
+                                            "io.apiary.role": "storage-nemesis"})
+    try:
+        rc = c.wait(timeout=VOLUME_SHELL_TIMEOUT_S).get("StatusCode")
+        out = c.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+    finally:
+        c.remove(force=True)
+    if rc != 0:
+        raise NemesisError(f"volume shell in a one-off container with {SERVICE}'s volumes exited {rc}: {out[-800:]}")
+    return out
+
+
+def data_files(stack: Any) -> list[str]:
+    """File names in the orchestrator's /data (exec while it runs); [] when the listing fails."""
+    rc, out = run(stack, SERVICE, ["ls", "-1", DATA_DIR])
+    return out.split() if rc == 0 else []
 
 
 def storage_targets(stack: Any) -> list[str]:

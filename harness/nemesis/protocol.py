@@ -238,14 +238,15 @@ def run(stack: Any, service: str, cmd: list[str], user: str = "root") -> tuple[i
 
 
 def poll(fn: Callable[[], tuple[bool, Any]], timeout_s: float, sleep: Callable[[float], None] = time.sleep,
-         clock: Callable[[], float] = time.monotonic) -> tuple[bool, Any]:
-    """Call fn() until it returns (True, evidence) or the deadline passes; returns the last result."""
+         clock: Callable[[], float] = time.monotonic, interval_s: float = POLL_S) -> tuple[bool, Any]:
+    """Call fn() every interval_s (at most 0.2 s) until it returns (True, evidence) or the deadline passes;
+    returns the last result."""
     deadline = clock() + timeout_s
     while True:
         ok, evidence = fn()
         if ok or clock() >= deadline:
             return ok, evidence
-        sleep(min(POLL_S, max(0.0, deadline - clock())))
+        sleep(min(interval_s, 0.2, max(0.0, deadline - clock())))
 
 
 def check_number(kind: str, params: dict, name: str, lo: float, hi: float) -> None:
@@ -286,3 +287,4 @@ def ensure_running(stack: Any, target: str) -> list[str]:
 import harness.nemesis.kinds_network  # noqa: E402,F401
 import harness.nemesis.kinds_process  # noqa: E402,F401
 import harness.nemesis.kinds_storage  # noqa: E402,F401
+import harness.nemesis.kinds_workers  # noqa: E402,F401
