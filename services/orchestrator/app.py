@@ -11,8 +11,9 @@ from services.protocol import dumps
 from .generate import make_handlers
 from .http_util import Ctx, Endpoint, HTTPError
 from .metrics import CONTENT_TYPE
-from .openai_api import parse_json
+from .openai_api import validate
 from .openapi import spec
+from .schema import ROUTES
 
 
 class App:
@@ -33,11 +34,23 @@ class App:
         await self.starlette(scope, receive, send)
 
 
+def _dispatch(endpoints: dict[str, Endpoint]):
+    """One ASGI app per path: its only Endpoint, or a switch on the method (HEAD is served as GET)."""
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def by_method(scope, receive, send) -> None:
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        await endpoints[method](scope, receive, send)
+    return by_method
+
+
 def build_app(service) -> App:
     """Return the ASGI app serving every route of the orchestrator."""
     scheduler, cluster = service.scheduler, service.cluster
     completions, chat = make_handlers(service)
-    openapi_bytes = dumps(spec())
+    limit = service.settings.max_tokens_limit
+    openapi_bytes = dumps(spec(limit))
 
     async def models(ctx: Ctx) -> None:
         await ctx.json(200, {"object": "list", "data": cluster.models.listing()})
@@ -66,22 +79,16 @@ def build_app(service) -> App:
         await ctx.json(200, view)
 
     async def provision(ctx: Ctx) -> None:
-        body = parse_json(await ctx.read_body(service.settings.max_body_bytes))
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise HTTPError(400, "'model' must be a non-empty string", param="model",
-                            code="missing_required_parameter" if model is None else "invalid_type")
-        size = body.get("size_bytes")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise HTTPError(400, "'size_bytes' must be a positive integer", param="size_bytes", code="invalid_value")
+        body = validate(await ctx.read_body(service.settings.max_body_bytes), "ProvisionRequest", limit)
+        model = body["model"]
+        size = None if body.get("size_bytes") is None else int(body["size_bytes"])
         named = body.get("hives")
         live = [h.id for h in cluster.hives.values() if h.state == "ready"]
         if named is not None:
-            if not isinstance(named, list) or not all(isinstance(h, str) for h in named):
-                raise HTTPError(400, "'hives' must be a list of hive ids", param="hives", code="invalid_type")
             missing = [h for h in named if h not in live]
             if missing:
-                raise HTTPError(400, f"hives not live: {', '.join(missing)}", param="hives", code="invalid_value")
+                raise HTTPError(404, f"hives not live: {', '.join(map(repr, missing))}", param="hives",
+                                code="hive_not_found")
             live = named
         if not live:
             raise HTTPError(503, "no live hive to provision the model on", "server_error", None, "no_capacity",
@@ -116,32 +123,23 @@ def build_app(service) -> App:
     async def reset(ctx: Ctx) -> None:
         await ctx.json(200, {"cancelled": scheduler.reset()})
 
-    def route(path, handler, methods, auth=True, admin=False, name=None):
-        return Route(path, Endpoint(service, name or path, handler, auth, admin), methods=methods)
-
-    routes = [
-        route("/v1/completions", completions, ["POST"]),
-        route("/v1/chat/completions", chat, ["POST"]),
-        route("/v1/models", models, ["GET"]),
-        route("/v1/models/provision", provision, ["POST"]),
-        route("/v1/workers", workers, ["GET"]),
-        route("/v1/jobs/{id}", job, ["GET"]),
-        route("/v1/admin/shutdown", shutdown, ["POST"], admin=True),
-        route("/v1/admin/reset", reset, ["POST"], admin=True),
-        route("/health", health, ["GET"], auth=False),
-        route("/ready", ready, ["GET"], auth=False),
-        route("/metrics", metrics, ["GET"], auth=False),
-        route("/openapi.json", openapi, ["GET"], auth=False),
-    ]
+    handlers = {"completions": completions, "chat": chat, "models": models, "provision": provision,
+                "workers": workers, "job": job, "shutdown": shutdown, "reset": reset, "health": health,
+                "ready": ready, "metrics": metrics, "openapi": openapi}
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for r in ROUTES:
+        by_path.setdefault(r.path, {})[r.method] = Endpoint(service, r.path, handlers[r.name], r.auth, r.admin)
+    routes = [Route(path, _dispatch(endpoints), methods=list(endpoints)) for path, endpoints in by_path.items()]
 
     async def not_found(request, exc):
         status = getattr(exc, "status_code", 404)
         service.metrics.http("other", status)
         message = "no such route" if status == 404 else "method not allowed"
+        headers = getattr(exc, "headers", None) if status == 405 else None  # Starlette's `Allow` (RFC 9110)
         return Response(dumps({"error": {"message": f"{message}: {request.method} {request.url.path}",
                                          "type": "invalid_request_error", "param": None,
                                          "code": "not_found" if status == 404 else "method_not_allowed"}}),
-                        status_code=status, media_type="application/json")
+                        status_code=status, media_type="application/json", headers=headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -152,5 +150,5 @@ def build_app(service) -> App:
             await service.stop()
 
     starlette = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
-    fast = {r.path: r.endpoint for r in routes[:2]}  # POST /v1/completions, POST /v1/chat/completions
+    fast = {r.path: by_path[r.path]["POST"] for r in ROUTES if r.name in ("completions", "chat")}
     return App(starlette, fast)

@@ -7,7 +7,7 @@ import hashlib
 
 from .http_util import Ctx, HTTPError
 from .jobs import ERROR_STATUS, ERROR_TYPE
-from .openai_api import ChunkWriter, completion_body, parse_chat, parse_completion, sse_error
+from .openai_api import ChunkWriter, completion_body, header_number, parse_chat, parse_completion, sse_error
 from .scheduler import AdmissionError
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
@@ -24,16 +24,8 @@ def make_handlers(service):
         parse = parse_chat if kind == "chat" else parse_completion
         params = parse(raw, settings.max_tokens_limit)
         trace_id = ctx.resolve_trace_id()
-        timeout_s = settings.request_timeout_s
         given = ctx.headers.get(b"x-request-timeout")
-        if given is not None:
-            try:
-                timeout_s = float(given)
-                if not 0 < timeout_s <= 86400:
-                    raise ValueError
-            except ValueError:
-                raise HTTPError(400, "X-Request-Timeout must be a number of seconds > 0", param="X-Request-Timeout",
-                                code="invalid_value") from None
+        timeout_s = settings.request_timeout_s if given is None else header_number("X-Request-Timeout", given)
         idem = ctx.headers.get(b"idempotency-key")
         key = fingerprint = None
         if idem is not None:

@@ -1,10 +1,15 @@
-"""OpenAI-compatible request validation and response / SSE chunk shapes for completions and chat."""
+"""OpenAI-compatible requests (checked against schema.py) and response / SSE chunk shapes for completions and chat."""
 from __future__ import annotations
+
+import functools
+import re
 
 from services.protocol import dumps, loads
 from .http_util import HTTPError
+from .schema import DEFAULT_MAX_TOKENS, HEADERS, request_schemas
+from .schema_check import SchemaViolation, compile_schema, describe
 
-CHAT_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class Params:
@@ -21,24 +26,8 @@ def _bad(param: str | None, message: str, code: str | None = "invalid_value") ->
     return HTTPError(400, message, "invalid_request_error", param, code)
 
 
-def _int(body: dict, name: str, default: int, low: int | None = None, high: int | None = None) -> int:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(name, f"'{name}' must be an integer, got {type(value).__name__}", "invalid_type")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise _bad(name, f"'{name}' must be between {low} and {high}, got {value}")
-    return value
-
-
-def _optional(body: dict, name: str, kinds: tuple, what: str) -> None:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
-        raise _bad(name, f"'{name}' must be {what}", "invalid_type")
-
-
 def parse_json(raw: bytes) -> dict:
+    """Decode a JSON object body (400 invalid_json otherwise)."""
     try:
         body = loads(raw)
     except Exception:
@@ -48,78 +37,71 @@ def parse_json(raw: bytes) -> dict:
     return body
 
 
-def _common(body: dict, kind: str, prompt: str, limit: int) -> Params:
-    model = body.get("model")
-    if model is None:
-        raise _bad("model", "you must provide a model parameter", "missing_required_parameter")
-    if not isinstance(model, str) or not model:
-        raise _bad("model", "'model' must be a non-empty string", "invalid_type")
-    name = "max_completion_tokens" if kind == "chat" and body.get("max_tokens") is None \
-        and body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = _int(body, name, 16, 1, limit)
-    seed = _int(body, "seed", 0)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _bad("stream", "'stream' must be a boolean", "invalid_type")
-    n = _int(body, "n", 1)
-    if n != 1:
-        raise _bad("n", "only n=1 is supported")
-    _optional(body, "temperature", (int, float), "a number")
-    _optional(body, "top_p", (int, float), "a number")
-    _optional(body, "user", (str,), "a string")
-    stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (
-            isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-        raise _bad("stop", "'stop' must be a string or a list of strings", "invalid_type")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise _bad("stream_options", "'stream_options' must be an object", "invalid_type")
-    include_usage = bool(options and options.get("include_usage") is True)
-    return Params(kind, model, prompt, max_tokens, seed, bool(stream), include_usage)
+@functools.lru_cache(maxsize=16)
+def _checker(name: str, limit: int):
+    return compile_schema(request_schemas(limit)[name])
+
+
+@functools.lru_cache(maxsize=16)
+def _header_checker(name: str):
+    return compile_schema(HEADERS[name]["schema"])
+
+
+def validate(raw: bytes, name: str, limit: int) -> dict:
+    """Decode a body and check it against request schema `name` of schema.py; errors name the field."""
+    body = parse_json(raw)
+    try:
+        _checker(name, limit)(body, None)
+    except SchemaViolation as exc:
+        raise _bad(exc.param, exc.message, exc.code) from None
+    return body
+
+
+def header_number(name: str, raw: bytes) -> float:
+    """Parse a numeric header (a JSON number, nothing else) and check it against its schema in HEADERS."""
+    schema = HEADERS[name]["schema"]
+    text = raw.decode("latin-1")
+    if not _NUMBER.fullmatch(text):
+        raise _bad(name, f"'{name}' must be {describe(schema)}, got {text[:40]!r}", "invalid_type")
+    value = float(text)
+    try:
+        _header_checker(name)(value, name)
+    except SchemaViolation as exc:
+        raise _bad(name, exc.message, exc.code) from None
+    return value
+
+
+def _int(value, default: int) -> int:
+    """A schema-checked integer (JSON's 2.0 is 2), or the default for null / absent."""
+    return default if value is None else int(value)
+
+
+def _params(body: dict, kind: str, prompt: str, limit: int) -> Params:
+    tokens = body.get("max_tokens")
+    if tokens is None and kind == "chat":
+        tokens = body.get("max_completion_tokens")
+    options = body.get("stream_options") or {}
+    return Params(kind, body["model"], prompt, _int(tokens, min(DEFAULT_MAX_TOKENS, limit)),
+                  _int(body.get("seed"), 0), bool(body.get("stream")), options.get("include_usage") is True)
 
 
 def parse_completion(raw: bytes, limit: int) -> Params:
-    """Validate a /v1/completions body; errors name the offending field."""
-    body = parse_json(raw)
-    prompt = body.get("prompt")
-    if prompt is None:
-        raise _bad("prompt", "you must provide a prompt parameter", "missing_required_parameter")
-    if isinstance(prompt, list):
-        if len(prompt) != 1 or not isinstance(prompt[0], str):
-            raise _bad("prompt", "'prompt' must be a string or a list of exactly one string")
-        prompt = prompt[0]
-    elif not isinstance(prompt, str):
-        raise _bad("prompt", "'prompt' must be a string", "invalid_type")
-    return _common(body, "completion", prompt, limit)
+    """Validate a /v1/completions body against CompletionRequest; a one-string list is that string."""
+    body = validate(raw, "CompletionRequest", limit)
+    prompt = body["prompt"]
+    return _params(body, "completion", prompt if isinstance(prompt, str) else prompt[0], limit)
+
+
+def _text(content) -> str:
+    if content is None:
+        return ""
+    return content if isinstance(content, str) else "".join(part["text"] for part in content)
 
 
 def parse_chat(raw: bytes, limit: int) -> Params:
-    """Validate a /v1/chat/completions body; the prompt is the messages' contents joined by newlines."""
-    body = parse_json(raw)
-    messages = body.get("messages")
-    if messages is None:
-        raise _bad("messages", "you must provide a messages parameter", "missing_required_parameter")
-    if not isinstance(messages, list) or not messages:
-        raise _bad("messages", "'messages' must be a non-empty array", "invalid_type")
-    contents = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise _bad(f"messages[{i}]", f"messages[{i}] must be an object", "invalid_type")
-        role = message.get("role")
-        if not isinstance(role, str) or role not in CHAT_ROLES:
-            raise _bad(f"messages[{i}].role", f"messages[{i}].role must be one of {sorted(CHAT_ROLES)}")
-        content = message.get("content")
-        if content is None and role == "assistant":
-            content = ""
-        if isinstance(content, list):
-            texts = [part.get("text") for part in content if isinstance(part, dict)]
-            if len(texts) != len(content) or not all(isinstance(t, str) for t in texts):
-                raise _bad(f"messages[{i}].content", f"messages[{i}].content parts must be text parts")
-            content = "".join(texts)
-        if not isinstance(content, str):
-            raise _bad(f"messages[{i}].content", f"messages[{i}].content must be a string", "invalid_type")
-        contents.append(content)
-    return _common(body, "chat", "\n".join(contents), limit)
+    """Validate a /v1/chat/completions body against ChatRequest; the prompt is the contents joined by newlines."""
+    body = validate(raw, "ChatRequest", limit)
+    return _params(body, "chat", "\n".join(_text(m["content"]) for m in body["messages"]), limit)
 
 
 # ---- responses ------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ class Provisioner:
             self.report(model, "ready", info["size"], info["size"], 0)
             self.on_ready(model)
             return True
-        expected = expected_sha256(model, size)
+        expected = await asyncio.to_thread(expected_sha256, model, size)   # O(size): off the loop
         for attempt in range(1, self.attempts + 1):
             self.downloads_started += 1
             self.metrics.downloads.labels("started").inc()

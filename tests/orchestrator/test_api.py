@@ -84,6 +84,18 @@ def test_stream_chat(orch, make_hive):
     assert text == generate_text("q", 0, 3) and chunks[-1]["choices"][0]["finish_reason"] == "length"
 
 
+def test_chat_max_completion_tokens_and_usage_chunk(orch, make_hive):
+    make_hive()
+    body = {"model": "tinyllama", "messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]}],
+            "max_completion_tokens": 3, "stream": True, "stream_options": {"include_usage": True}}
+    r = orch.post("/v1/chat/completions", body, stream=True)
+    assert r.status_code == 200, r.text
+    chunks = [json.loads(d) for _, d in sse_events(r)[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == generate_text("q", 0, 3)
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+
+
 def test_openai_client(orch, make_hive):
     make_hive()
     client = openai.OpenAI(base_url=orch.url + "/v1", api_key="key-a", max_retries=0, timeout=10)

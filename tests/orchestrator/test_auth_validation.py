@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from .fakes import wait_until
 
@@ -113,3 +114,43 @@ def test_body_too_large_413(orch):
 def test_bad_request_timeout_header(orch):
     r = orch.post("/v1/completions", VALID, headers={"X-Request-Timeout": "soon"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "X-Request-Timeout"
+
+
+@pytest.mark.parametrize("method,path,allowed", [
+    ("DELETE", "/v1/models", {"GET", "HEAD"}), ("PUT", "/v1/completions", {"POST"}),
+    ("GET", "/v1/chat/completions", {"POST"}), ("PATCH", "/v1/jobs/abc", {"GET", "HEAD"}),
+    ("TRACE", "/health", {"GET", "HEAD"}), ("GET", "/v1/admin/reset", {"POST"}),
+])
+def test_undeclared_method_is_405_with_allow(orch, method, path, allowed):
+    r = requests.request(method, orch.url + path, headers={"Authorization": "Bearer key-a"}, timeout=5)
+    assert r.status_code == 405, r.text
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allowed
+    assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_spec_declares_exactly_the_served_methods(orch):
+    spec = requests.get(orch.url + "/openapi.json", timeout=5).json()
+    for path, item in spec["paths"].items():
+        r = requests.request("DELETE", orch.url + path.replace("{id}", "x"), timeout=5)
+        if "delete" not in item:
+            assert {m.strip().lower() for m in r.headers["allow"].split(",")} - {"head"} == set(item), path
+
+
+@pytest.mark.parametrize("body,status,param", [
+    ({"model": "m", "hives": ["no-such-hive"]}, 404, "hives"),
+    ({"model": "m", "hives": []}, 400, "hives"),
+    ({"model": "m", "size_bytes": 2 ** 24 + 1}, 400, "size_bytes"),
+    ({"model": "m", "size_bytes": 0}, 400, "size_bytes"),
+    ({"model": ""}, 400, "model"),
+    ({"size_bytes": 5}, 400, "model"),
+])
+def test_provision_validation(orch, body, status, param):
+    r = orch.post("/v1/models/provision", body)
+    assert r.status_code == status and r.json()["error"]["param"] == param, r.text
+
+
+def test_chat_message_shape_is_closed(orch):
+    msgs = [{"role": "user", "content": "x", "tool_calls": []}]
+    r = orch.post("/v1/chat/completions", {"model": "tinyllama", "messages": msgs})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].tool_calls"
+    assert r.json()["error"]["code"] == "unknown_parameter"

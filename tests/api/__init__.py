@@ -1,0 +1,1 @@
+"""API conformance tests: schemathesis against the local stack."""
