@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - exercised only where orjson is missing
         return _json.dumps(obj, separators=(",", ":")).encode()
 
     _loads = _json.loads  # type: ignore[assignment]
-    _DecodeError = (ValueError, TypeError, UnicodeDecodeError)
+    _DecodeError = (ValueError, TypeError, UnicodeDecodeError, RecursionError)  # a deeply nested body
 
 PROTOCOL = b"AMDP"
 VERSION = b"01"
@@ -93,6 +93,7 @@ UNKNOWN_MODEL = "unknown_model"
 SHUTTING_DOWN = "shutting_down"
 
 WORKER_STATES = ("ready", "busy", "unhealthy", "draining")
+MAX_SLOTS = 2 ** 31 - 1  # a worker's `slots` are 1..MAX_SLOTS (2**64-1 killed the registry's SQLite writer thread)
 WORKER_EVENTS = ("joined", "lost", "left", "unhealthy", "healthy")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 
-from services.protocol import READY, dumps
+from services.protocol import MAX_SLOTS, READY, WORKER_STATES, dumps
 from .peers import Hive, Worker
 
 log = logging.getLogger("orchestrator.cluster")  # part of the cluster: its records keep the cluster's logger
@@ -46,6 +46,7 @@ class MembershipMixin:
         if hive is not None and hive.state == "ready" and session is not None and hive.session == session \
                 and hive.identity == identity:
             self.liveness.touch(hive_id)
+            self.by_identity[identity] = hive  # it may have spoken as another hive since: now for this one again
             self.send(identity, READY, {"role": "orchestrator", "id": "orchestrator"})
             self._register_listed(hive, entries, identity)
             return
@@ -92,15 +93,16 @@ class MembershipMixin:
             return None
         worker_id, model, slots = entry.get("id", entry.get("worker_id")), entry.get("model"), entry.get("slots")
         models = entry.get("models") if isinstance(entry.get("models"), list) else []
-        if not isinstance(worker_id, str) or not isinstance(model, str) or not isinstance(slots, int) \
-                or isinstance(slots, bool) or slots < 1:
-            self._protocol_error(identity, "bad_body", "a worker needs string id and model and slots >= 1")
+        state = entry.get("state")
+        if not isinstance(worker_id, str) or not isinstance(model, str) or not _is_int(slots) \
+                or not 1 <= slots <= MAX_SLOTS or (state is not None and state not in WORKER_STATES):
+            self._protocol_error(identity, "bad_body", f"a worker needs string id and model, 1 <= slots <= "
+                                                       f"{MAX_SLOTS} and a state in {WORKER_STATES}")
             return None
         models = [m for m in models if isinstance(m, str)]
         if self._same_session(hive, entry):  # a repeat of the registration in force: nothing changes
             return self.workers[worker_id]
-        state = entry.get("state", "ready")
-        state = "ready" if not isinstance(state, str) or state in SCHEDULABLE else state
+        state = "ready" if state is None or state in SCHEDULABLE else state
         worker = self.workers.get(worker_id)
         recovered = worker is not None and worker.ever_lost
         if worker is None:
@@ -164,6 +166,9 @@ class MembershipMixin:
                 and worker.hive_id == hive.id and worker.state not in ("lost", "left"))
 
     def _on_capacity(self, body, hive, identity):
+        if body["state"] not in WORKER_STATES:  # "lost" or "left" here would bypass worker_gone and strand its jobs
+            self._protocol_error(identity, "bad_body", f"CAPACITY state must be one of {WORKER_STATES}")
+            return
         worker = self.workers.get(body["worker_id"])
         if worker is None or worker.hive_id != hive.id:
             return

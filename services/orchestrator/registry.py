@@ -307,6 +307,14 @@ class Registry:
             conn.execute("COMMIT")
             self._recovered()
             return True
+        except (OverflowError, ValueError, TypeError) as exc:   # a row SQLite cannot bind: drop it, keep the rest
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            dropped = self._write_each(ops, pending)
+            self._fail(f"registry dropped {dropped} unwritable row(s) ({self.path}): {exc}")
+            return True
         except sqlite3.Error as exc:
             try:
                 conn.execute("ROLLBACK")
@@ -319,6 +327,20 @@ class Registry:
                 self._trim(pending)
                 self._ops = (ops + self._ops)[-OPS_MAX:]
             return False
+
+    def _write_each(self, ops: list, pending: dict) -> int:
+        """Write statements and rows one at a time, skipping those SQLite cannot bind; returns how many it skipped."""
+        conn, dropped = self._conn, 0
+        conn.execute("BEGIN")
+        items = [(st, r) for st, rows in ops for r in ([None] if rows is None else rows)]
+        items += [(UPSERT[table], row) for (table, _key), row in pending.items()]
+        for statement, row in items:
+            try:
+                conn.execute(statement) if row is None else conn.execute(statement, row)
+            except (OverflowError, ValueError, TypeError, sqlite3.InterfaceError):
+                dropped += 1
+        conn.execute("COMMIT")
+        return dropped
 
     def _fail(self, message: str) -> None:
         if self.metrics is not None:

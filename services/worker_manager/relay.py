@@ -11,6 +11,17 @@ from .workers import LocalWorker
 log = logging.getLogger("worker-manager")  # part of the hive: its records keep the hive's logger
 
 _JOB_REPLIES = (p.PARTIAL, p.FINAL, p.ERROR)
+UNEXPECTED_COMMAND = "unexpected_command"  # the metric reason the orchestrator uses for a command sent the wrong way
+
+
+def bad_worker_fields(body: dict) -> str | None:
+    """Why a worker's `slots` / `state` (when present) are out of the protocol's range, or None when they are fine."""
+    slots, state = body.get("slots"), body.get("state")
+    if slots is not None and (not isinstance(slots, int) or isinstance(slots, bool) or not 1 <= slots <= p.MAX_SLOTS):
+        return f"slots must be an integer 1..{p.MAX_SLOTS}"
+    if state is not None and state not in p.WORKER_STATES:
+        return f"state must be one of {p.WORKER_STATES}"
+    return None
 
 
 class RelayMixin:
@@ -117,7 +128,10 @@ class RelayMixin:
             self.register_worker(ident, body)
         elif worker is None:
             if command != p.DISCONNECT:
+                self.metrics.protocol_errors.labels(p.NOT_REGISTERED).inc()
                 self.send_down(ident, p.DISCONNECT, {"reason": p.NOT_REGISTERED})
+        elif command in (p.HEARTBEAT, p.CAPACITY) and self.reject_state(worker, body):
+            return
         elif command == p.HEARTBEAT:
             free = body.get("free_slots")
             if isinstance(free, int):
@@ -140,18 +154,22 @@ class RelayMixin:
             log.info("worker left", extra={"event": "worker_left", "worker_id": worker.id, "reason": body["reason"]})
             self.send_up(p.WORKER, {"worker_id": worker.id, "event": "left", "reason": body["reason"]})
         else:
+            self.metrics.protocol_errors.labels(UNEXPECTED_COMMAND).inc()
             self.send_down(ident, p.ERROR, p.error_body(p.UNKNOWN_COMMAND,
                                                         f"{p.COMMAND_NAMES[command]} not expected from a worker"))
 
     def relay(self, worker: LocalWorker, command: bytes, body: dict, rest: list) -> None:
         """Forward a job's PARTIAL/FINAL/ERROR upstream unchanged; drop frames of jobs we no longer track."""
-        job_id = body.get("job_id")
-        if job_id is None:  # an ERROR about one of our frames, not a job
+        job_id, attempt = body.get("job_id"), body.get("attempt")
+        if not isinstance(job_id, str):  # an ERROR about one of our frames, not a job (as the orchestrator reads it)
             if self.once.first(worker.id, "error:" + body["code"]):
                 log.warning("worker rejected a frame", extra={"event": "worker_error_frame", "worker_id": worker.id,
                                                               "code": body["code"], "detail": body["message"]})
             return
-        key = (job_id, body.get("attempt"))
+        if not isinstance(attempt, int) or isinstance(attempt, bool):  # no attempt we sent: stale (and unhashable?)
+            self.metrics.dropped("stale").inc()
+            return
+        key = (job_id, attempt)
         if command == p.PARTIAL:
             if key not in self.table.jobs:
                 self.metrics.dropped("stale").inc()
@@ -173,10 +191,12 @@ class RelayMixin:
         is only acknowledged again: no second announcement, and its jobs stay tracked.  A new session
         is a re-registration.
         """
-        if body["role"] != "worker" or body["id"].encode() != ident or not isinstance(body.get("model"), str):
+        problem = bad_worker_fields(body)
+        if body["role"] != "worker" or body["id"].encode() != ident or not isinstance(body.get("model"), str) \
+                or problem:
             self.count_bad_frame(ident.decode(errors="replace"),
-                                 p.ProtocolError(p.BAD_BODY, "worker READY needs role 'worker', id equal to "
-                                                             "its socket identity, and a model"))
+                                 p.ProtocolError(p.BAD_BODY, problem or "worker READY needs role 'worker', id equal "
+                                                                        "to its socket identity, and a model"))
             self.send_down(ident, p.ERROR, p.error_body(p.BAD_BODY, "bad worker READY"))
             return
         if self.shutting_down:
@@ -194,6 +214,15 @@ class RelayMixin:
         log.info("worker joined", extra={"event": "worker_joined", "worker_id": worker.id, "model": worker.model,
                                          "slots": worker.slots})
         self.announce_joined(worker)
+
+    def reject_state(self, worker: LocalWorker, body: dict) -> bool:
+        """Count and answer a HEARTBEAT/CAPACITY whose state is outside the protocol's; True when rejected."""
+        problem = bad_worker_fields({"state": body.get("state")})
+        if problem is None:
+            return False
+        self.count_bad_frame(worker.id, p.ProtocolError(p.BAD_BODY, problem))
+        self.send_down(worker.ident, p.ERROR, p.error_body(p.BAD_BODY, problem))
+        return True
 
     def change_state(self, worker: LocalWorker, state: str) -> None:
         """Record a worker's new state; report unhealthy/healthy transitions upstream."""

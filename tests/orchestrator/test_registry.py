@@ -226,3 +226,18 @@ def test_a_registry_file_of_the_first_schema_is_migrated_and_keeps_its_rows(tmp_
     assert again.get_job("j-new")["error_message"] == "no worker serves the model"
     assert again.get_job("j-old")["error"] == "timeout"
     again.close()
+
+
+def test_a_row_sqlite_cannot_bind_is_dropped_and_counted_and_the_writer_keeps_writing(tmp_path):
+    metrics = Metrics()
+    reg = Registry(str(tmp_path / "r.db"), metrics=metrics)
+    reg.open()
+    reg.put("workers", "w-big", ("w-big", "h1", "tinyllama", '["tinyllama"]', 2 ** 64 - 1, "ready", 1.0))  # overflows
+    reg.put("jobs", "j-ok", job_row("j-ok", "completed"))
+    wait_until(lambda: metrics.registry_errors._value.get() == 1, 2.0, "the unbindable row counted as a registry error")
+    reg.put("jobs", "j-later", job_row("j-later", "completed"))   # written by the same, still living writer
+    reg.close()
+    conn = sqlite3.connect(str(tmp_path / "r.db"))
+    assert sorted(r[0] for r in conn.execute("SELECT id FROM jobs")) == ["j-later", "j-ok"]
+    assert conn.execute("SELECT count(*) FROM workers").fetchone()[0] == 0
+    conn.close()
