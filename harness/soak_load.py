@@ -26,7 +26,8 @@ class LoadPlan:
     stream_share: float = 0.5
     min_tokens: int = 2
     max_tokens: int = 6
-    max_tries: int = 4                 # tries per logical request, same Idempotency-Key
+    max_tries: int = 8                 # tries per logical request, same Idempotency-Key: the backoff (0.2 s
+                                       # doubling to 2 s) rides out an orchestrator restart (~9 s in all)
     try_timeout_s: float = 10.0
     max_requests: int = 200_000        # hard bound on logical requests
 

@@ -25,10 +25,19 @@ DEFAULT_PROMISES: dict[str, Any] = {
     "restart_target": "orchestrator",        # the service whose kill/restart faults forget idempotency keys
     "answerable": "unless_killed_unflushed",  # or "always": every job id seen is found after any crash
     "registry_flush_window_s": 1.0,          # how long a row may wait unwritten (write-behind) before a kill
+    "corruption_loses_earlier_jobs": True,   # a corrupt registry is moved aside and rebuilt empty
 }
 # The stronger promise (every nonce finishes at most once), for a protocol that makes it.
 STRICT_PROMISES: dict[str, Any] = {**DEFAULT_PROMISES, "job_finishes_at_most_once": True,
-                                   "idempotent_reexecution": "never", "answerable": "always"}
+                                   "idempotent_reexecution": "never", "answerable": "always",
+                                   "corruption_loses_earlier_jobs": False}
+
+
+def corruption_walls(ops: list[dict]) -> list[float]:
+    """The start (wall) of every applied registry-corruption fault (nemesis `start` of storage-corrupt)."""
+    return sorted(float(op["wall"]) for op in ops if op.get("type") == "invoke" and op.get("f") == "start"
+                  and isinstance(op.get("value"), dict) and op["value"].get("kind") == "storage-corrupt"
+                  and isinstance(op.get("wall"), (int, float)))
 
 
 class Try:
@@ -175,7 +184,7 @@ def unflushed_at_kill(tries: list[Try], promises: dict, restarts: list[float]) -
 
 
 def check_answers(by_nonce: dict[str, list[Try]], lookups: dict[str, dict], missing: list[str],
-                  counts: dict, promises: dict, restarts: list[float]) -> list[dict]:
+                  counts: dict, promises: dict, restarts: list[float], corruptions: list[float] = ()) -> list[dict]:
     """lost and unanswerable from the client's tries and the post-run job lookups."""
     found, unlooked = [], []
     for nonce, tries in by_nonce.items():
@@ -191,6 +200,10 @@ def check_answers(by_nonce: dict[str, list[Try]], lookups: dict[str, dict], miss
                 status = view.get("status") if isinstance(view, dict) else None
                 if status == 404 and unflushed_at_kill(seen_by, promises, restarts) is not None:
                     counts["unanswerable_excused"] += 1  # its row may still have been queued when killed
+                    continue
+                began = min((t.invoke.get("wall") or 0.0) for t in seen_by)
+                if status == 404 and promises.get("corruption_loses_earlier_jobs") and any(c >= began for c in corruptions):
+                    counts["unanswerable_after_corruption"] += 1  # the registry it was in was moved aside
                     continue
                 found.append(anomaly("unanswerable", nonce, [job_id], seen_by, [],
                                      f"GET /v1/jobs/{job_id} after the run gave {status or view!r}, not a job"))
@@ -298,7 +311,7 @@ def check_soak(ops: list[dict], ledgers: dict[str, list[dict]] | None, lookups: 
     by_nonce = client_tries(ops)
     tries = [t for ts in by_nonce.values() for t in ts]
     counts: dict[str, Any] = {"nonces": len(by_nonce), "tries": len(tries), "lookup_disagrees": 0,
-                              "unanswerable_excused": 0,
+                              "unanswerable_excused": 0, "unanswerable_after_corruption": 0,
                               **{k: sum(1 for t in tries if (t.done or {}).get("type") == k)
                                  for k in ("ok", "fail", "info")},
                               "open": sum(1 for t in tries if t.done is None),
@@ -312,7 +325,7 @@ def check_soak(ops: list[dict], ledgers: dict[str, list[dict]] | None, lookups: 
     if lookups is None:
         missing.append("job lookups (GET /v1/jobs/{id}) were not made")
     else:
-        anomalies += check_answers(by_nonce, lookups, missing, counts, promises, restarts)
+        anomalies += check_answers(by_nonce, lookups, missing, counts, promises, restarts, corruption_walls(ops))
     evidence: dict[str, Any] = {"ledgers": [], "missing_ledgers": [], "incomplete_ledgers": [],
                                 "lookups": len(lookups or {}), "missing": missing, "orchestrator_restarts": restarts}
     if ledgers is None:

@@ -302,3 +302,23 @@ def test_compose_a_result_without_verdict_is_unknown():
 def test_compose_runs_the_checker_and_keeps_its_result(clean):
     out = compose({"independent": lambda: clean.check()})
     assert out["valid"] is True and out["results"]["independent"]["counts"]["nonces"] == 2
+
+
+def test_a_404_after_a_registry_corruption_is_the_documented_loss_and_strict_promises_refuse_it():
+    from harness.checkers.independent import STRICT_PROMISES, check_soak
+    from harness.history import History
+    from services.protocol import generate_text
+    h = History()
+    prompt = "p nonce:abc123"
+    op = h.invoke("tenant-a-1", "complete", {"nonce": "abc123", "try": 0, "prompt": prompt, "seed": 1, "max_tokens": 2,
+                                             "stream": False, "tenant": "tenant-a", "idempotency_key": "abc123"})
+    h.complete(op, "ok", {"text": generate_text(prompt, 1, 2), "headers_received": True, "done": True, "error": None},
+               job_id="j1", tenant="tenant-a", status=200)
+    h.complete(h.invoke("nemesis", "start", {"kind": "storage-corrupt", "target": "orchestrator", "index": 0}), "ok",
+               {"verified": True})
+    ledger = {"worker-a1": [{"worker": "worker-a1", "event": "start", "job_id": "j1", "attempt": 1, "nonce": "abc123", "wall": 1.0},
+                            {"worker": "worker-a1", "event": "finish", "job_id": "j1", "attempt": 1, "nonce": "abc123", "wall": 2.0}]}
+    got = check_soak(h.ops, ledger, {"j1": {"status": 404}}, generate_text)
+    assert got["valid"] is True and got["counts"]["unanswerable_after_corruption"] == 1
+    strict = check_soak(h.ops, ledger, {"j1": {"status": 404}}, generate_text, STRICT_PROMISES)
+    assert strict["valid"] is False and [a["kind"] for a in strict["anomalies"]] == ["unanswerable"]
