@@ -7,6 +7,8 @@ from harness/stackops.py; live addresses from the stack's inspect().
 """
 from __future__ import annotations
 
+import abc
+
 import time
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -38,7 +40,7 @@ class Active(Protocol):
         ...
 
 
-class ActiveFault:
+class ActiveFault(abc.ABC):
     """Base of every kind's active fault: verify() never raises, heal() runs undo() until it is clean."""
 
     def __init__(self, kind: str, target: str, params: dict, stack: Any):
@@ -49,13 +51,13 @@ class ActiveFault:
         self.applied: dict = {}          # what apply observed (evidence that belongs to the apply)
         self._healed = False
 
+    @abc.abstractmethod
     def check(self) -> tuple[bool, Any]:
-        """(held, evidence) of this fault right now; subclasses implement it."""
-        raise NotImplementedError
+        """(held, evidence) of this fault right now."""
 
+    @abc.abstractmethod
     def undo(self) -> list[str]:
-        """Undo once; returns what could not be undone; subclasses implement it."""
-        raise NotImplementedError
+        """Undo once; returns what could not be undone."""
 
     def verify(self) -> dict:
         """{"held", "evidence"}: an exception while checking counts as not held, with the error as evidence."""
@@ -80,19 +82,19 @@ class ActiveFault:
         return f"<{type(self).__name__} {self.kind} {self.target} {self.params}>"
 
 
-class FaultKind:
+class FaultKind(abc.ABC):
     """Base class of a fault kind: `defaults` are its params; subclasses implement targets() and apply()."""
 
     name = ""
     defaults: dict = {}
 
+    @abc.abstractmethod
     def targets(self, stack: Any) -> list[str]:
         """Which targets this kind accepts on this stack."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def apply(self, stack: Any, target: str, **params: Any) -> Active:
         """Apply the fault and return it active; raises NemesisError on failure."""
-        raise NotImplementedError
 
     def validate(self, params: dict) -> None:
         """Kind-specific checks of merged params; raise NemesisError naming the bad param."""

@@ -254,6 +254,9 @@ class Gated(ActiveFault):
 class GatedKind(FaultKind):
     name = "gated"
 
+    def targets(self, stack):
+        return ["x"]
+
     def apply(self, stack, target, **params):
         return Gated(self.name, target, params, stack)
 

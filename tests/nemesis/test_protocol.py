@@ -128,6 +128,9 @@ def test_heal_all_heals_newest_first_and_collects_leftovers():
     order = []
 
     class Fake(ActiveFault):
+        def check(self):
+            return True, {}
+
         def undo(self):
             order.append(self.target)
             return [f"{self.target} stuck"] if self.target == "b" else []
@@ -139,6 +142,9 @@ def test_heal_all_heals_newest_first_and_collects_leftovers():
 
 def test_a_heal_that_raises_is_reported_not_raised():
     class Boom(ActiveFault):
+        def check(self):
+            return True, {}
+
         def undo(self):
             raise RuntimeError("engine gone")
     assert "engine gone" in Boom("k", "t", {}, None).heal()[0]
@@ -148,6 +154,9 @@ def test_a_verify_that_raises_does_not_hold():
     class Broken(ActiveFault):
         def check(self):
             raise RuntimeError("no engine")
+
+        def undo(self):
+            return []
     result = Broken("k", "t", {}, None).verify()
     assert result["held"] is False and "no engine" in result["evidence"]["error"]
 
