@@ -81,15 +81,22 @@ def classify(exc: BaseException | None) -> str:
     return f"unreachable {getattr(exc, 'errno', None)}"
 
 
+def bind_local(s: socket.socket, src_ip: str) -> bool:
+    """Bind s to src_ip (any port); False when that address is not local to this namespace."""
+    try:
+        s.bind((src_ip, 0))
+    except OSError as exc:
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
+            return False
+        raise
+    return True
+
+
 def connect_once(src_ip: str, ip: str, port: int, timeout_s: float) -> str | None:
     """Bind to src_ip, connect to ip:port within timeout_s, classify; None when src_ip is not local here."""
     with socket.socket() as s:
-        try:
-            s.bind((src_ip, 0))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
-                return None
-            raise
+        if not bind_local(s, src_ip):
+            return None
         s.settimeout(timeout_s)
         try:
             s.connect((ip, port))
@@ -164,12 +171,8 @@ def burst(src_ip: str, ip: str, port: int, count: int, wait_s: float) -> int | N
         for _ in range(count):
             s = socket.socket()
             socks.append(s)
-            try:
-                s.bind((src_ip, 0))
-            except OSError as exc:
-                if exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
-                    return None
-                raise
+            if not bind_local(s, src_ip):
+                return None
             s.setblocking(False)
             s.connect_ex((ip, port))
         pending, end = list(socks), time.monotonic() + wait_s
