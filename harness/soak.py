@@ -89,7 +89,9 @@ def look_up_jobs(stack: Any, ops: list[dict]) -> dict[str, dict]:
 
     def one(item: tuple[str, str]) -> tuple[str, dict]:
         job_id, tenant = item
-        session = getattr(local, "session", None) or setattr(local, "session", requests.Session()) or local.session
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        session = local.session
         try:
             resp = session.get(f"{stack.api_url}/v1/jobs/{job_id}", timeout=10,
                                headers={"Authorization": f"Bearer {keys.get(tenant, keys.get('admin'))}"})
