@@ -40,9 +40,9 @@ class ProbePeer(threading.Thread):
     """A well-behaved hive (role "hive") or worker (role "worker") that registers once, heartbeats every
     0.1 s and answers each REQUEST with the mock model's exact tokens, while the fuzzer runs beside it."""
 
-    def __init__(self, endpoint: str, role: str, peer_id: str, model: str):
+    def __init__(self, endpoint: str, role: str, peer_id: str, model: str, curve: "p.CurveKeys | None" = None):
         super().__init__(name=f"probe-{peer_id}", daemon=True)
-        self.endpoint, self.role, self.id, self.model = endpoint, role, peer_id, model
+        self.endpoint, self.role, self.id, self.model, self.curve = endpoint, role, peer_id, model, curve
         self.acks = self.served = self.disconnects = 0
         self.errors: list[dict] = []
         self.stop = threading.Event()
@@ -58,6 +58,8 @@ class ProbePeer(threading.Thread):
         ctx = zmq.Context()
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.ROUTING_ID, self.id.encode())
+        if self.curve is not None:
+            p.secure_client(sock, self.curve, "orchestrator" if self.role == "hive" else "hive")
         sock.connect(self.endpoint)
         sock.send_multipart(p.encode(p.READY, self.ready_body()))
         beat = {"free_slots": 4, "state": "ready"}
@@ -210,7 +212,8 @@ def fuzz_endpoint(stack: LocalStack, name: str, frames: int, seed: int, invarian
     ids = [f"fuzz-hive-{i}" if role == "hive" else f"fuzz-hw-{i}" for i in range(4)]
     before = {n: counters(stack, n) for n in (name, other)}
     dropped = counters(stack, name, "apiary_dropped_messages_total")
-    fuzzer = FrameFuzzer(url, FrameGenerator(seed, role, ids), model, keepalive)
+    fuzzer = FrameFuzzer(url, FrameGenerator(seed, role, ids), model, keepalive, curve=stack.client_keys(),
+                         server="orchestrator" if name == "orchestrator" else "hive")
     try:
         summary = fuzzer.run(frames, on_sync=invariants)
     finally:
@@ -243,9 +246,10 @@ def campaign(frames: int, seed: int, log=print, keep: bool = False) -> dict:
     """Fuzz the orchestrator ROUTER (seed), then hive-a's ROUTER (seed + 1), `frames` messages each; check after."""
     failures: list[str] = []
     with start_stack(keep) as stack:
-        probes = [ProbePeer(stack.router_url, "hive", "probe-hive", PROBE_MODELS["orchestrator"]),
+        keys = stack.client_keys()
+        probes = [ProbePeer(stack.router_url, "hive", "probe-hive", PROBE_MODELS["orchestrator"], keys),
                   ProbePeer(f"tcp://127.0.0.1:{stack.ports['hive-a']['router']}", "worker", "probe-worker-a",
-                            PROBE_MODELS["hive-a"])]
+                            PROBE_MODELS["hive-a"], keys)]
         for probe in probes:
             probe.start()
         for model in ["tinyllama", *PROBE_MODELS.values()]:

@@ -50,3 +50,8 @@ Feature: Self-test of the proofs behind the integration Thens
     When 8 completions of 4 tokens are sent at once by tenants "tenant-a" over 4 connections
     Then every completion succeeded
     And the random-loss rule in "worker-a1" dropped at least 1 packets
+
+  @curve @container
+  Scenario: A hive holding the run's own key is admitted, and the intruder check says so
+    When an intruder hive with the run's key registers an idle worker from the control network
+    Then no intruder completed a handshake, heard a frame or was listed in /v1/workers

@@ -1,20 +1,25 @@
 """The compose stack of one run: up/down/ps/logs with a per-run project name and labels, health
 wait with a deadline, reset between scenarios, and the fault primitives the step library uses
-(what the local backend shares with it lives in harness/stackops.py)."""
+(what the local backend shares with it lives in harness/stackops.py). The bearer keys reach the
+orchestrator only as a file: up() writes the run's secrets directory (harness/secrets.py), compose
+bind-mounts it read-only, down() deletes it."""
 from __future__ import annotations
 
 import concurrent.futures as futures
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
-
 
 from harness.compose import compose_command, compose_major, run_cmd
 from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
+from harness.secrets import curve_root, read_api_keys, remove_run_secrets, secrets_dir, write_run_secrets
 from harness.stackops import (API_KEYS, NET_ADMIN_SERVICES, NETWORKS, ORCHESTRATOR_PORTS, ROOT,
                               SERVICES, SHORT_NETWORKS, StackOps, answers_health, free_port, http_port,
-                              keys_env, project_name)
+                              project_name)
 from harness.startup import dependency_levels, http_healthy, start_container, start_in_order
 from harness.sweep import RUN_LABELS, sweep
 
@@ -33,13 +38,18 @@ def docker_client(timeout_s: float = 30):
 
 
 class Cluster(StackOps):
-    """One compose project (the whole stack of a run) seen through the Docker SDK."""
+    """One compose project (the whole stack of a run) seen through the Docker SDK. Its secrets live in
+    <run_dir>/secrets; without a run_dir, up() makes a private temporary one that down() removes."""
 
     backend = "docker"
 
     def __init__(self, run_id: str, compose: list[str] | None = None, image_tag: str = "local",
-                 api_keys: dict[str, str] | None = None, client: Any = None):
+                 api_keys: dict[str, str] | None = None, client: Any = None,
+                 run_dir: str | os.PathLike | None = None):
         self.run_id = run_id
+        self.run_dir = Path(run_dir) if run_dir else None
+        self._temp_run_dir = run_dir is None
+        self.curve_root = curve_root(self.run_dir)   # set again by write_secrets(); attach() finds it here
         self.project = project_name(run_id)
         self.compose_cmd = compose or compose_command()
         self.image_tag = image_tag
@@ -57,23 +67,48 @@ class Cluster(StackOps):
 
     # ---- description (the runner hands the stack to behave's process) ---------------------------
     def describe(self) -> dict:
-        """What another process needs to attach to this stack."""
+        """What another process needs to attach to this stack (no keys: attach() reads the run's secrets)."""
         return {"backend": "docker", "run_id": self.run_id, "project": self.project, "compose": self.compose_cmd,
-                "image_tag": self.image_tag, "api_keys": self.api_keys, "api_url": self.api_url,
-                "events_url": self.events_url, "router_url": self.router_url}
+                "image_tag": self.image_tag, "run_dir": str(self.run_dir) if self.run_dir else None,
+                "api_url": self.api_url, "events_url": self.events_url, "router_url": self.router_url}
 
     @classmethod
     def attach(cls, desc: dict) -> "Cluster":
-        """A Cluster for a stack described by describe()."""
+        """A Cluster for a stack described by describe(), with the keys from its secrets directory."""
+        run_dir = desc.get("run_dir")
+        keys = (read_api_keys(run_dir) if run_dir else None) or desc.get("api_keys")
         return cls(desc["run_id"], compose=desc["compose"], image_tag=desc.get("image_tag", "local"),
-                   api_keys=desc.get("api_keys"))
+                   api_keys=keys, run_dir=run_dir)
+
+    # ---- secrets --------------------------------------------------------------------------------
+    def write_secrets(self) -> Path:
+        """Write the run's secrets directory (keys file for the orchestrator's bind mount); returns it."""
+        if self.run_dir is None:
+            self.run_dir = Path(tempfile.mkdtemp(prefix=f"{self.project}-"))
+        path = write_run_secrets(self.run_dir, self.api_keys)
+        self.curve_root = curve_root(self.run_dir)
+        return path
+
+    def remove_secrets(self) -> bool:
+        """Delete the run's secrets directory (and a temporary run dir of our own); True when gone."""
+        if self.run_dir is None:
+            return True
+        gone = remove_run_secrets(self.run_dir)
+        self.curve_root = None
+        if self._temp_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        return gone
 
     # ---- compose --------------------------------------------------------------------------------
     def compose_env(self) -> dict:
-        """Environment for compose: run id (labels), image tag, API keys."""
+        """Environment for compose: run id (labels), image tag, ports, the secrets directory (never a key)."""
         env = dict(os.environ, APIARY_RUN_ID=self.run_id, APIARY_IMAGE_TAG=self.image_tag,
-                   APIARY_API_KEYS=keys_env(self.api_keys), **{k: str(v) for k, v in self.fixed_ports.items()})
-        env.pop("COMPOSE_PROJECT_NAME", None)
+                   **{k: str(v) for k, v in self.fixed_ports.items()})
+        for name in ("COMPOSE_PROJECT_NAME", "APIARY_API_KEYS", "APIARY_SECRETS_DIR"):
+            env.pop(name, None)
+        if self.run_dir is not None:
+            env["APIARY_SECRETS_DIR"] = str(secrets_dir(self.run_dir))
         return env
 
     def compose(self, *args: str, timeout_s: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -92,6 +127,7 @@ class Cluster(StackOps):
         import docker.errors
         start = time.monotonic()
         v2 = compose_major(self.compose_cmd) >= 2
+        self.write_secrets()   # before any container exists: a missing bind source would become a directory
         for attempt in (1, 2):   # a picked port taken meanwhile: pick again once
             self.fixed_ports = {k: free_port() for k in self.fixed_ports}
             self._ids.clear()
@@ -122,7 +158,8 @@ class Cluster(StackOps):
         return self._probe_urls[service]
 
     def down(self, timeout_s: float = 60) -> list[str]:
-        """Remove the stack (containers, networks, volumes), then sweep by label; returns leftovers."""
+        """Remove the stack (containers, networks, volumes) and the run's secrets, then sweep by label;
+        returns leftovers (failures to remove)."""
         self._ports.clear()
         self._ids.clear()
         self.remove_containers()
@@ -130,7 +167,11 @@ class Cluster(StackOps):
             self.compose("down", "-v", "--remove-orphans", "-t", "1", timeout_s=timeout_s)
         except ComposeError:
             pass   # the label sweep below is the safety net
-        return sweep(self.client, self.run_id, self.project)
+        failures = sweep(self.client, self.run_id, self.project)
+        secrets_path = secrets_dir(self.run_dir) if self.run_dir else None
+        if not self.remove_secrets():
+            failures.append(f"secrets directory {secrets_path} could not be removed")
+        return failures
 
     def remove_containers(self) -> None:
         """Force-remove the run's containers in parallel (teardown needs no graceful drain): the compose

@@ -20,8 +20,10 @@ class EventSubscriber:
     """A SUB socket on a background thread; `events` holds every decoded event with its arrival time."""
 
     def __init__(self, url: str, topics: Iterable[str] = ("",), name: str = "events",
-                 poll_ms: int = 50, context: zmq.Context | None = None):
+                 poll_ms: int = 50, context: zmq.Context | None = None, curve: "protocol.CurveKeys | None" = None):
+        """curve: the run's client keys (the PUB refuses a subscriber without a listed key)."""
         self.url = url
+        self.curve = curve
         self.topics = tuple(topics)
         self.name = name
         self.poll_ms = poll_ms
@@ -59,6 +61,8 @@ class EventSubscriber:
         sock.setsockopt(zmq.RCVHWM, 0)
         for t in self.topics:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        if self.curve is not None:
+            protocol.secure_client(sock, self.curve, "orchestrator")
         monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECTED)
         sock.connect(self.url)
         poller = zmq.Poller()

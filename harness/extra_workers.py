@@ -10,6 +10,7 @@ from typing import Any
 EXTRA_ROLE = "extra-worker"
 TEMPLATE = "worker-a1"     # the compose worker whose image and APIARY_* environment the extras copy
 STOP_TIMEOUT_S = 2
+CURVE_MOUNT = "/run/secrets/curve"   # where compose mounts each service's CURVE key directory
 
 
 def gone(exc: Exception) -> bool:
@@ -47,8 +48,10 @@ class ExtraWorkers:
         def run_one(worker_id: str) -> Any:
             env = {k: v for k, v in base.items() if k.startswith("APIARY_") and k not in ("APIARY_WORKER_ID",)}
             env.update(APIARY_WORKER_ID=worker_id, APIARY_HIVE_ADDR=f"tcp://{hive}:5556")
+            root = getattr(self.cluster, "curve_root", None)  # the worker role's keys, mounted like compose's
+            volumes = {str(root / "worker"): {"bind": CURVE_MOUNT, "mode": "ro"}} if root else {}
             return self.cluster.client.containers.run(
-                image, detach=True, environment=env, network=network, hostname=worker_id,
+                image, detach=True, environment=env, network=network, hostname=worker_id, volumes=volumes,
                 name=f"{self.cluster.project}_{worker_id}", mem_limit="256m", memswap_limit="256m",
                 labels={"io.apiary.run-id": str(self.run_id), "io.apiary.role": EXTRA_ROLE})
 

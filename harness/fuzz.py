@@ -298,7 +298,8 @@ class FrameFuzzer:
     """
 
     def __init__(self, endpoint: str, generator: FrameGenerator, model, keepalive: dict | None = None,
-                 window: int = 128, deadline_s: float = 30.0):
+                 window: int = 128, deadline_s: float = 30.0, curve: "p.CurveKeys | None" = None, server: str = ""):
+        """curve/server: an authorised key, so frames reach the decoder and state machine past CURVE."""
         self.endpoint, self.gen, self.model = endpoint, generator, model
         self.window, self.deadline_s = window, deadline_s
         self.keepalive = dict(keepalive or {})
@@ -307,6 +308,8 @@ class FrameFuzzer:
             sock = self.ctx.socket(zmq.DEALER)
             for option, value in ((zmq.LINGER, 0), (zmq.SNDHWM, 0), (zmq.RCVHWM, 0), (zmq.ROUTING_ID, ident.encode())):
                 sock.setsockopt(option, value)
+            if curve is not None:
+                p.secure_client(sock, curve, server)
             sock.connect(endpoint)
             self.poller.register(sock, zmq.POLLIN)
             self.socks.append(sock)

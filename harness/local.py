@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
-from harness.stackops import API_KEYS, ROOT, SERVICES, StackOps, answers_health, free_port, keys_env
+from harness.stackops import API_KEYS, ROOT, SERVICES, StackOps, answers_health, free_port, keys_env, make_curve_keys
 from harness.errors import EnvironmentSetupError, NemesisError
 
 MODULES = {"orchestrator": "services.orchestrator", "hive": "services.worker_manager", "worker": "services.mock_worker"}
@@ -52,6 +52,7 @@ class LocalCluster(StackOps):
         self.state: dict[str, dict] = {s: {"restart_count": 0} for s in self.services}
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap, daemon=True, name="local-reaper")
+        self.curve_root = make_curve_keys(self.workdir / "curve")
 
     # ---- addresses ------------------------------------------------------------------------------
     def orchestrator_port(self, kind: str) -> int:
@@ -76,6 +77,7 @@ class LocalCluster(StackOps):
         kind, p = kind_of(service), self.ports[service]
         env = dict(os.environ, APIARY_HTTP_HOST="127.0.0.1", APIARY_HTTP_PORT=str(p["http"]),
                    APIARY_SHUTDOWN_GRACE_S=os.environ.get("APIARY_SHUTDOWN_GRACE_S", "2"), PYTHONUNBUFFERED="1")
+        env.update(self.curve_env(kind))
         if kind == "orchestrator":
             env.update(APIARY_ROUTER_BIND=self.router_url, APIARY_EVENTS_BIND=self.events_url,
                        APIARY_DB_PATH=str(self.workdir / "data" / "registry.db"), APIARY_API_KEYS=keys_env(self.api_keys),

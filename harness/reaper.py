@@ -1,7 +1,8 @@
 """The reaper (Ryuk-style): a process of its own session that the runner starts first and holds by a pipe.
 When the pipe closes without "keep" (the runner exited, or was killed with -9 mid-scenario), it stops the
 run's behave process group and removes what the run left: every container (paused ones included, with the
-iptables rules inside them), network and volume labelled with the run, and the local backend's processes.
+iptables rules inside them), network and volume labelled with the run, the local backend's processes, and
+the run's secrets directory RUN_DIR/secrets (its keys).
 Run as `python -m harness.reaper RUN_ID RUN_DIR`; one JSON line per action goes to RUN_DIR/reaper.log."""
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def log(run_dir: Path, **entry) -> None:
 
 
 def reap(run_id: str, run_dir: Path, groups: list[int]) -> dict:
-    """Stop the watched groups, kill local service processes, sweep the engine until nothing is left."""
+    """Stop the watched groups, kill local service processes, delete the run's secrets, sweep the engine
+    until nothing is left."""
     for pgid in groups:
         for sig in (signal.SIGCONT, signal.SIGKILL):
             try:
@@ -65,6 +67,8 @@ def reap(run_id: str, run_dir: Path, groups: list[int]) -> dict:
                 break
     from harness.local import kill_leftovers
     killed = kill_leftovers(run_dir / "local")
+    from harness.secrets import remove_run_secrets
+    secrets_removed = remove_run_secrets(run_dir)   # first: it needs no engine
     left: dict = {}
     try:
         from harness.cluster import docker_client
@@ -72,7 +76,7 @@ def reap(run_id: str, run_dir: Path, groups: list[int]) -> dict:
         from harness.sweep import leftovers, sweep
         client = docker_client(10)
     except Exception as exc:  # noqa: BLE001 - no engine: nothing of ours can be on it
-        return {"killed_local": killed, "engine": repr(exc)[:200]}
+        return {"killed_local": killed, "secrets_removed": secrets_removed, "engine": repr(exc)[:200]}
     deadline = time.monotonic() + SWEEP_DEADLINE_S
     failures: list[str] = []
     while True:
@@ -81,7 +85,7 @@ def reap(run_id: str, run_dir: Path, groups: list[int]) -> dict:
         if not any(left.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    return {"killed_local": killed, "left": left, "failures": failures}
+    return {"killed_local": killed, "secrets_removed": secrets_removed, "left": left, "failures": failures}
 
 
 def main(argv: list[str]) -> int:

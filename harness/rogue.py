@@ -24,6 +24,7 @@ EXPECTED_CODE = {"bad_protocol": p.BAD_PROTOCOL, "bad_version": p.UNSUPPORTED_VE
                  "missing_field": p.BAD_BODY, "wrong_frame_count": p.BAD_FRAME, "too_large": p.TOO_LARGE}
 ROUTER_PORTS = {"orchestrator": 5555}
 HIVE_ROUTER_PORT = 5556
+CONTAINER_KEY_DIR = "/run/secrets/curve"
 
 
 def malformed(kind: str) -> list[bytes]:
@@ -70,12 +71,28 @@ def probe(spec_json: str) -> dict:
     ctx = _zmq.Context()
     sock = ctx.socket(_zmq.DEALER)
     sock.setsockopt(_zmq.LINGER, 0)
+    sock.setsockopt(_zmq.SNDTIMEO, 1000)  # a refused peer has no connection: a send must not wait forever
     sock.setsockopt(_zmq.IDENTITY, spec["identity"].encode())
+    curve = spec.get("curve")
+    if curve:  # client: the run's authorised key; stranger: a fresh key nobody listed
+        import zmq.auth as _auth
+        server_public, _ = _auth.load_certificate(f"{curve['dir']}/servers/{curve['server']}.key")
+        public, secret = (_zmq.curve_keypair() if curve["mode"] == "stranger"
+                          else _auth.load_certificate(f"{curve['dir']}/self.key_secret"))
+        for option, value in ((_zmq.CURVE_SERVERKEY, server_public), (_zmq.CURVE_PUBLICKEY, public),
+                              (_zmq.CURVE_SECRETKEY, secret)):
+            sock.setsockopt(option, value)
+    monitor = sock.get_monitor_socket(_zmq.EVENT_HANDSHAKE_SUCCEEDED | _zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                      | _zmq.EVENT_HANDSHAKE_FAILED_AUTH | _zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
     sock.connect(spec["endpoint"])
-    out = {"endpoint": spec["endpoint"], "steps": []}
+    out = {"endpoint": spec["endpoint"], "steps": [], "handshakes": []}
     try:
         for st in spec["steps"]:
-            sock.send_multipart([_zlib.decompress(_b64.b64decode(f)) for f in st["frames"]])
+            try:
+                sock.send_multipart([_zlib.decompress(_b64.b64decode(f)) for f in st["frames"]])
+            except _zmq.Again:
+                out["steps"].append({"replies": [], "unsent": True})
+                continue
             got, deadline = [], _time.monotonic() + st["wait_ms"] / 1000
             while len(got) < st["replies"]:
                 left = int((deadline - _time.monotonic()) * 1000)
@@ -86,7 +103,12 @@ def probe(spec_json: str) -> dict:
                     continue  # HEARTBEAT from the ROUTER: life, not an answer
                 got.append([f.hex() for f in frames])
             out["steps"].append({"replies": got})
+        while monitor.poll(0):  # what the handshake(s) came to: the peer's own view of being refused
+            event = int.from_bytes(monitor.recv_multipart()[0][:2], "little")
+            out["handshakes"].append("succeeded" if event == _zmq.EVENT_HANDSHAKE_SUCCEEDED else f"failed:{event}")
     finally:
+        sock.disable_monitor()
+        monitor.close(0)
         sock.close(0)
         ctx.term()
     return out
@@ -120,9 +142,9 @@ class RoguePeer:
         return hasattr(self.cluster, "container_id") and type(self.cluster).__name__ != "LocalCluster" \
             and getattr(self.cluster, "backend", "docker") != "local"
 
-    def endpoint(self, target: str) -> str:
-        """The ROUTER endpoint of `target` as seen from where the probe runs."""
-        if not self.in_containers:
+    def endpoint(self, target: str, on_host: bool = False) -> str:
+        """The ROUTER endpoint of `target` as seen from where the probe runs (on_host: the published port)."""
+        if on_host or not self.in_containers:
             if target == "orchestrator":
                 return self.cluster.router_url
             finder = getattr(self.cluster, "router_url_of", None)
@@ -135,14 +157,35 @@ class RoguePeer:
         """Short name of the network the probe joins to reach `target`."""
         return "control" if target == "orchestrator" else f"{target}-net"
 
-    def run(self, target: str, steps: list[dict], identity: str | None = None) -> list[list[dict]]:
-        """Run steps against target; return, per step, the decoded replies."""
+    def curve_spec(self, target: str, key: str, in_container: bool) -> dict | None:
+        """The probe's CURVE settings: key "client" (authorised), "stranger" (unlisted) or "none"."""
+        root = getattr(self.cluster, "curve_root", None)
+        if key == "none" or root is None:
+            return None
+        if key not in ("client", "stranger"):
+            raise ValueError(f"rogue key {key!r}: use client, stranger or none")
+        directory = CONTAINER_KEY_DIR if in_container else str(root / "client")
+        return {"dir": directory, "server": "orchestrator" if target == "orchestrator" else "hive", "mode": key}
+
+    def run(self, target: str, steps: list[dict], identity: str | None = None, key: str = "client",
+            on_host: bool = False) -> list[list[dict]]:
+        """Run steps against target (as an authorised client unless key says otherwise); per step, the replies."""
+        return self.run_raw(target, steps, identity, key, on_host)["replies"]
+
+    def run_raw(self, target: str, steps: list[dict], identity: str | None = None, key: str = "client",
+                on_host: bool = False) -> dict:
+        """Run steps; return {"replies": per step decoded replies, "handshakes": what the handshakes came to}."""
         identity = identity or f"rogue-{uuid.uuid4().hex[:8]}"
-        spec = json.dumps({"endpoint": self.endpoint(target), "identity": identity, "steps": steps})
-        value = {"target": target, "identity": identity, "steps": len(steps), "in_container": self.in_containers}
-        fn = (lambda: self._run_container(target, spec)) if self.in_containers else (lambda: probe(spec))
+        in_container = self.in_containers and not on_host
+        curve = self.curve_spec(target, key, in_container)
+        spec = json.dumps({"endpoint": self.endpoint(target, on_host), "identity": identity, "steps": steps,
+                           "curve": curve})
+        value = {"target": target, "identity": identity, "steps": len(steps), "in_container": in_container,
+                 "key": key if curve else "none"}
+        fn = (lambda: self._run_container(target, spec, curve is not None)) if in_container else (lambda: probe(spec))
         raw = self.log.run("rogue", value, fn) if self.log is not None else fn()
-        return [[decode_reply(r) for r in st["replies"]] for st in raw["steps"]]
+        return {"replies": [[decode_reply(r) for r in st["replies"]] for st in raw["steps"]],
+                "handshakes": raw.get("handshakes", [])}
 
     def send(self, target: str, messages: list[list[bytes]], wait_ms: int = 1500) -> list[list[dict]]:
         """Send each message (a frame list) and collect up to one reply each."""
@@ -159,7 +202,23 @@ class RoguePeer:
                  step(p.encode(p.DISCONNECT, {"reason": "probe done"}), wait_ms=200, replies=0)]
         return self.run(target, steps, identity=peer_id)[0]
 
-    def _run_container(self, target: str, spec: str) -> dict:
+    def impersonate_hive(self, peer_id: str, model: str, key: str, on_host: bool = False,
+                         listen_ms: int = 4000) -> dict:
+        """Register as a hive with one idle ready worker, then keep beating and listening for REQUESTs.
+
+        Returns {"replies": every frame the orchestrator sent (HEARTBEATs skipped), "handshakes": [...]}.
+        """
+        worker = {"id": f"{peer_id}-w1", "model": model, "models": [model], "slots": 4, "free_slots": 4,
+                  "state": "ready"}
+        beat = p.encode(p.HEARTBEAT, {"workers": {worker["id"]: {"age_s": 0.0, "free_slots": 4, "state": "ready"}}})
+        steps = [step(p.encode(p.READY, {"role": "hive", "id": peer_id, "models": [model], "workers": [worker]}),
+                      wait_ms=500, replies=8)]
+        steps += [step(beat, wait_ms=200, replies=32) for _ in range(max(1, listen_ms // 200))]
+        steps.append(step(p.encode(p.DISCONNECT, {"reason": "probe done"}), wait_ms=100, replies=0))
+        raw = self.run_raw("orchestrator", steps, identity=peer_id, key=key, on_host=on_host)
+        return {"replies": [r for st in raw["replies"] for r in st], "handshakes": raw["handshakes"]}
+
+    def _run_container(self, target: str, spec: str, with_keys: bool = False) -> dict:
         os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")   # no reaper image offline
         from testcontainers.core.container import DockerContainer
         import docker
@@ -169,6 +228,8 @@ class RoguePeer:
         labels = {"io.apiary.role": "rogue-peer", "io.apiary.run-id": str(self.run_id)}
         container = (DockerContainer(image).with_command(["python3", "-c", PROBE_SCRIPT, spec])
                      .with_kwargs(network=net, labels=labels, user="apiary"))
+        if with_keys:  # the key files are mounted, never passed on the command line or in the environment
+            container = container.with_volume_mapping(str(self.cluster.curve_root / "client"), CONTAINER_KEY_DIR, "ro")
         self._containers.append(container)
         container.start()
         wrapped = container.get_wrapped_container()

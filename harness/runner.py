@@ -271,7 +271,8 @@ def finish_report(args, settings: Settings, run_dir: Path, meta: dict, behave_rc
 
 
 def teardown(settings: Settings, cluster, run_dir: Path) -> bool:
-    """Remove everything of the run (compose down -v, label sweep / kill local leftovers); True when clean."""
+    """Remove everything of the run (compose down -v, label sweep, <run_dir>/secrets / kill local
+    leftovers); True when clean."""
     if settings.backend == "local":
         from harness.local import kill_leftovers
         killed = kill_leftovers(run_dir / "local")
@@ -279,15 +280,22 @@ def teardown(settings: Settings, cluster, run_dir: Path) -> bool:
             say(f"Killed {len(killed)} leftover local service process(es)")
         return True
     from harness.cluster import Cluster, docker_client
+    from harness.secrets import remove_run_secrets, secrets_dir
     from harness.sweep import leftovers, sweep
     start = time.monotonic()
-    client = cluster.client if cluster is not None else docker_client()
-    cluster = cluster or Cluster(settings.run_id, client=client)
-    failures = cluster.down()
-    left = leftovers(client, settings.run_id)
-    if any(left.values()):
-        failures += sweep(client, settings.run_id, cluster.project)
+    left: dict = {}
+    failures: list[str] = []
+    try:
+        client = cluster.client if cluster is not None else docker_client()
+        cluster = cluster or Cluster(settings.run_id, client=client, run_dir=run_dir)
+        failures = cluster.down()
         left = leftovers(client, settings.run_id)
+        if any(left.values()):
+            failures += sweep(client, settings.run_id, cluster.project)
+            left = leftovers(client, settings.run_id)
+    finally:
+        if not remove_run_secrets(run_dir):      # the keys go whatever else failed
+            left = {**left, "secrets": [str(secrets_dir(run_dir))]}
     clean = not any(left.values())
     say(f"Teardown {'complete' if clean else 'INCOMPLETE'} in {time.monotonic() - start:.1f}s"
         + ("" if clean else f": still present {left} {failures}"))
@@ -305,7 +313,8 @@ def print_keep_up(settings: Settings, cluster, run_dir: Path) -> None:
         f"  events:  {cluster.events_url}   router: {cluster.router_url}\n"
         f"  ps:      {' '.join(cluster.compose_cmd)} -p {cluster.project} -f docker-compose.integration.yml ps\n"
         f"  a fault: docker network disconnect {cluster.network_name('control')} $(docker ps -qf label=com.docker.compose.project={cluster.project} -f label=com.docker.compose.service=hive-a)\n"
-        f"  remove:  {' '.join(cluster.compose_cmd)} -p {cluster.project} -f docker-compose.integration.yml down -v --remove-orphans\n"
+        f"  remove:  {' '.join(cluster.compose_cmd)} -p {cluster.project} -f docker-compose.integration.yml down -v --remove-orphans; "
+        f"rm -rf {run_dir / 'secrets'}   (the run's keys)\n"
         f"           (safety net: docker rm -f $(docker ps -aq -f label=io.apiary.run={settings.run_id}); "
         f"docker network prune -f --filter label=io.apiary.run={settings.run_id}; docker volume prune -f --filter label=io.apiary.run={settings.run_id})")
 
@@ -343,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.backend == "docker":
             from harness.cluster import Cluster
             meta["images"] = build_images(run_dir, args.build)
-            cluster = Cluster(run_id, image_tag=os.environ.get("APIARY_IMAGE_TAG", "local"))
+            cluster = Cluster(run_id, image_tag=os.environ.get("APIARY_IMAGE_TAG", "local"), run_dir=run_dir)
             meta["compose"] = " ".join(cluster.compose_cmd)
             say(f"Starting the stack (project {cluster.project}, {meta['compose']})...")
             timings["up_s"] = round(cluster.up(120 * args.timeout_multiplier), 2)

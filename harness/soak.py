@@ -136,7 +136,7 @@ def run_soak(stack: Any, out_dir: Path, spec: SoakSpec, policy: dict, revision: 
         f"load {spec.plan.rate_rps:g} req/s -> {out_dir}")
     history = History()
     client = ApiClient(stack.api_url, stack.api_keys, history, timeout_s=spec.plan.try_timeout_s)
-    events = EventSubscriber(stack.events_url, topics=MARK_TOPICS, name="soak-events").start(3.0)
+    events = EventSubscriber(stack.events_url, topics=MARK_TOPICS, name="soak-events", curve=stack.client_keys()).start(3.0)
     started_wall = time.time()
     set_bug(stack, spec.bug)
     player = FaultPlayer(stack, history)

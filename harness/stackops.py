@@ -11,6 +11,7 @@ import requests
 
 from harness.errors import EnvironmentSetupError, NemesisError
 from harness.wait import scaled, wait_until
+from services import protocol as p
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("orchestrator", "hive-a", "hive-b", "worker-a1", "worker-a2", "worker-b1", "worker-b2")
@@ -43,6 +44,11 @@ def keys_env(keys: dict[str, str]) -> str:
     return ",".join(f"{t}:{k}" for t, k in keys.items())
 
 
+def make_curve_keys(root: Path) -> Path | None:
+    """Make a fresh CURVE key set for one stack under root (None when APIARY_CURVE=off)."""
+    return p.make_keyset(root) if p.curve_enabled() else None
+
+
 def project_name(run_id: str) -> str:
     """Compose project name of a run (lowercase letters, digits, dashes)."""
     return "apiary-" + re.sub(r"[^a-z0-9-]", "", run_id.lower())
@@ -71,6 +77,18 @@ class StackOps:
     @property
     def router_url(self) -> str:
         return f"tcp://127.0.0.1:{self.orchestrator_port('router')}"
+
+    curve_root: Path | None = None  # the run's CURVE key set (one directory per role); None: APIARY_CURVE=off
+
+    def client_keys(self):
+        """CURVE keys of an authorised client of this stack (probes, subscribers, fuzzers); None when off."""
+        return None if self.curve_root is None else p.load_keys(self.curve_root / "client", "client")
+
+    def curve_env(self, role: str) -> dict[str, str]:
+        """The CURVE variables of a local service process of a role."""
+        if self.curve_root is None:
+            return {"APIARY_CURVE": "off"}
+        return {"APIARY_CURVE": "on", "APIARY_CURVE_DIR": str(self.curve_root / role)}
 
     def admin(self) -> dict:
         return {"Authorization": f"Bearer {self.api_keys.get('admin', 'key-admin')}"}

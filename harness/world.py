@@ -41,7 +41,7 @@ class World:
         self.client = ApiClient(cluster.api_url, cluster.api_keys, self.history,
                                 timeout_s=30 * self.multiplier) if cluster is not None else None
         self.nemesis = Nemesis(cluster, run_id=self.run_id, history=self.faults) if cluster is not None else None
-        self.events = EventSubscriber(cluster.events_url, name="scenario-events") if cluster is not None else None
+        self.events = EventSubscriber(cluster.events_url, name="scenario-events", curve=cluster.client_keys()) if cluster is not None else None
         self.subscribers: dict[str, EventSubscriber] = {}
         self.checks: list[dict] = []
         self.vars: dict[str, Any] = {}       # scenario scratch: last response, job ids, marks...
@@ -127,10 +127,18 @@ class World:
     # ---- subscribers ------------------------------------------------------------------------------
     def subscribe(self, name: str, topics: tuple[str, ...] = ("",)) -> EventSubscriber:
         """Start an extra named subscriber (its events land in artifacts too)."""
-        sub = EventSubscriber(self.cluster.events_url, topics=topics, name=name).start()
+        sub = EventSubscriber(self.cluster.events_url, topics=topics, name=name, curve=self.cluster.client_keys()).start()
         assert sub.connected, f"subscriber {name} did not connect to {self.cluster.events_url}"
         self.subscribers[name] = sub
         return sub
+
+    @property
+    def intruders(self) -> Any:
+        """The scenario's intruder hives (harness/intruders.py), made on first use."""
+        if "intruders" not in self.vars:
+            from harness.intruders import Intruders
+            self.vars["intruders"] = Intruders(self)
+        return self.vars["intruders"]
 
     def on_close(self, fn: Callable[[], Any]) -> None:
         self._closers.append(fn)

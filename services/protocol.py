@@ -234,3 +234,8 @@ def generate_token(prompt: str, seed: int, index: int) -> str:
 def generate_text(prompt: str, seed: int, max_tokens: int) -> str:
     """Return the full text the mock model produces for (prompt, seed, max_tokens)."""
     return "".join(generate_token(prompt, seed, i) for i in range(max_tokens))
+
+
+# CURVE (RFC 26) keys and ZAP (RFC 27) domains are part of the wire contract; their one home is services/curve.py.
+from services.curve import (CurveError, CurveKeys, curve_enabled, load_keys, make_keyset,  # noqa: E402,F401
+                            secure_client)

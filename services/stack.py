@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.curve import curve_enabled, load_keys, make_keyset
 from services.stack_events import EventTap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +79,8 @@ class LocalStack:
                  env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None,
                  orchestrator_env: dict[str, str] | None = None, hive_env: dict[str, str] | None = None,
                  keys: dict[str, str] | None = None, keep: bool = False, python: str = sys.executable,
-                 prefix: dict[str, list[str]] | None = None):
+                 prefix: dict[str, list[str]] | None = None, curve: bool | None = None):
+        """curve: CURVE on every link (default: on unless APIARY_CURVE=off), with a key set made in workdir."""
         if not 1 <= hives <= 26 or workers_per_hive < 1:
             raise ValueError("hives must be 1..26 and workers_per_hive >= 1")
         self._own_dir = workdir is None
@@ -100,6 +102,8 @@ class LocalStack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.paused: set[str] = set()
         self.started = False
+        on = curve_enabled() if curve is None else curve
+        self.curve_root = make_keyset(self.workdir / "curve") if on else None  # a fresh key set per stack
 
     # ---- addresses ------------------------------------------------------------------------------
     @property
@@ -126,6 +130,14 @@ class LocalStack:
     def http_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]['http']}"
 
+    def router_url_of(self, name: str) -> str:
+        """The ROUTER endpoint of the orchestrator or of a hive."""
+        return self.router_url if name == "orchestrator" else f"tcp://127.0.0.1:{self.ports[name]['router']}"
+
+    def client_keys(self):
+        """The CURVE keys of an authorised client (probes, subscribers), None with APIARY_CURVE=off."""
+        return None if self.curve_root is None else load_keys(self.curve_root / "client", "client")
+
     def hive_of(self, worker: str) -> str:
         return "hive-" + worker.split("-", 1)[1][0]
 
@@ -141,6 +153,10 @@ class LocalStack:
         env = dict(os.environ, PYTHONUNBUFFERED="1", APIARY_HTTP_HOST="127.0.0.1", APIARY_HTTP_PORT=str(ports["http"]),
                    APIARY_SHUTDOWN_GRACE_S=os.environ.get("APIARY_SHUTDOWN_GRACE_S", "2"))
         env.update(self.extra["all"])
+        if self.curve_root is not None:
+            env.update(APIARY_CURVE="on", APIARY_CURVE_DIR=str(self.curve_root / kind))
+        else:
+            env.update(APIARY_CURVE="off")
         if kind == "orchestrator":
             env.update(APIARY_ROUTER_BIND=self.router_url, APIARY_EVENTS_BIND=self.events_url,
                        APIARY_DB_PATH=str(self.workdir / "data" / "registry.db"),
@@ -297,7 +313,7 @@ class LocalStack:
             self.wait_ready(timeout, workers)
 
     def events(self, topics: tuple[str, ...] = ("",)) -> EventTap:
-        return EventTap(self.events_url, topics)
+        return EventTap(self.events_url, topics, self.client_keys())
 
     def describe(self) -> dict:
         return {"api_url": self.api_url, "key": self.key, "keys": self.keys, "events_url": self.events_url,

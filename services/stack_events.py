@@ -9,9 +9,9 @@ import time
 class EventTap:
     """Subscribes to the orchestrator's PUB socket in a thread; records (monotonic receive time, event)."""
 
-    def __init__(self, url: str, topics: tuple[str, ...] = ("",)):
+    def __init__(self, url: str, topics: tuple[str, ...] = ("",), curve=None):
         import zmq
-        from services.protocol import decode_event
+        from services.protocol import decode_event, secure_client
         self._decode = decode_event
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
@@ -19,6 +19,8 @@ class EventTap:
         self._sock.setsockopt(zmq.LINGER, 0)
         for topic in topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        if curve is not None:  # the stack's client keys: the PUB refuses subscribers it does not list
+            secure_client(self._sock, curve, "orchestrator")
         self._sock.connect(url)
         self.events: list[tuple[float, dict]] = []
         self.errors: list[str] = []

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Optional
 
 from services.common.config import ConfigError, env_float, env_int, env_str, hostname
 from services.common.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
+from services.curve import CurveKeys, keys_from_env
 from services.protocol import loads
 
 from .faults import FaultError, validate_faults
@@ -30,6 +32,7 @@ class WorkerConfig:
     log_level: str = "info"
     faults: dict = dataclasses.field(default_factory=dict)
     ledger_path: str = ""  # "" = default_path(worker_id)
+    curve: Optional[CurveKeys] = None  # from_env: on unless APIARY_CURVE=off; built directly: off
 
     @classmethod
     def from_env(cls) -> "WorkerConfig":
@@ -50,6 +53,7 @@ class WorkerConfig:
             log_level=env_str("APIARY_LOG_LEVEL", "info"),
             faults=faults_from_env(),
             ledger_path=env_str("APIARY_LEDGER_PATH", default_path(worker_id)),
+            curve=keys_from_env("worker"),
         )
 
 

@@ -1,9 +1,11 @@
 """The worker's execution ledger: one JSON line per job-attempt event (start, finish, abort), append-only.
 
 It is evidence that does not come from the orchestrator: a checker reads it (GET /ledger) to see which
-job attempts and client nonces each worker really ran to completion.  The file lives in the
-container's writable layer (or a run directory), so it survives a SIGKILL or OOM kill and a restart;
-every line is flushed as it is written.  A write error is logged once and counted, never raised.
+job attempts and client nonces each worker really ran to completion.  The file is APIARY_LEDGER_PATH:
+in the compose stack /data/ledger.jsonl on the worker's own named volume (the root filesystem is
+read-only and /tmp a tmpfs, which a restart empties), in the local backend a run directory; so it
+survives a SIGKILL or OOM kill and a restart.  Every line is flushed as it is written.  A write error
+is logged once and counted, never raised.
 """
 from __future__ import annotations
 

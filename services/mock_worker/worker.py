@@ -112,7 +112,8 @@ class Worker(JobsMixin):
         if self.sock is not None:
             self.sock.close(linger=0)  # also cancels a READY still waiting for the connection
         self.sock = LoopSocket(make_dealer(self.ctx, self.cfg.worker_id, self.cfg.hive_addr, self.cfg.interval_s,
-                                           self.hive.expiry_s), self.on_frames, burst=BURST, name="hive")
+                                           self.hive.expiry_s, self.cfg.curve, "hive"),
+                               self.on_frames, burst=BURST, name="hive")
         self.session = secrets.token_hex(8)
         self.ready_since = None
         self._ready_fut = None

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from services.common.config import env_float, env_int, env_str
 from services.common.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
+from services.curve import CurveKeys, keys_from_env
 
 
 @dataclasses.dataclass
@@ -29,6 +31,7 @@ class Settings:
     max_attempts: int = 3
     max_tokens_limit: int = 4096
     finished_jobs_max: int = 50000
+    curve: Optional[CurveKeys] = None  # from_env: on unless APIARY_CURVE=off; built directly: off
 
     @property
     def expiry_s(self) -> float:
@@ -49,7 +52,8 @@ class Settings:
             router_bind=env_str("APIARY_ROUTER_BIND", d.router_bind),
             events_bind=env_str("APIARY_EVENTS_BIND", d.events_bind),
             db_path=env_str("APIARY_DB_PATH", d.db_path),
-            api_keys=env_str("APIARY_API_KEYS", d.api_keys),
+            # a keys file alone replaces the laptop defaults (they stay valid only without one)
+            api_keys=env_str("APIARY_API_KEYS", "" if env_str("APIARY_API_KEYS_FILE", "") else d.api_keys),
             api_keys_file=env_str("APIARY_API_KEYS_FILE", d.api_keys_file),
             admin_tenants=env_str("APIARY_ADMIN_TENANTS", d.admin_tenants),
             queue_max=env_int("APIARY_QUEUE_MAX", d.queue_max, 1),
@@ -58,4 +62,5 @@ class Settings:
             max_attempts=env_int("APIARY_MAX_ATTEMPTS", d.max_attempts, 1),
             max_tokens_limit=env_int("APIARY_MAX_TOKENS_LIMIT", d.max_tokens_limit, 1),
             finished_jobs_max=env_int("APIARY_FINISHED_JOBS_MAX", d.finished_jobs_max, 1),
+            curve=keys_from_env("orchestrator"),
         )

@@ -58,6 +58,8 @@ class Metrics:
         self.registry_dropped_rows = Counter("apiary_registry_dropped_rows_total",
                                              "Registry rows dropped because the write buffer was full while "
                                              "the volume failed", registry=r)
+        self.curve_refusals = Counter("apiary_curve_refusals_total", "ZeroMQ peers refused at the CURVE handshake, by link and reason",
+                                      ["link", "reason"], registry=r)
         self._children: dict[tuple, object] = {}
 
     def attach_state(self, snapshot: Callable[[], dict]) -> None:
@@ -82,6 +84,10 @@ class Metrics:
     def dropped(self, reason: str) -> None:
         """Count a dropped message."""
         self._child(self.dropped_messages, reason).inc()
+
+    def curve_refused(self, link: str, reason: str) -> None:
+        """Count one peer refused at the CURVE handshake."""
+        self._child(self.curve_refusals, link, reason).inc()
 
     def http(self, route: str, status: int) -> None:
         """Count one HTTP request (route is a template from ROUTES so cardinality stays bounded)."""

@@ -7,6 +7,9 @@ import time
 
 import zmq
 
+from services.curve import secure_server
+from services.transport.zap import Gatekeeper
+
 from .auth import Authenticator
 from .cluster import Cluster
 from .config import Settings
@@ -32,6 +35,7 @@ class Orchestrator:
         self.cluster.scheduler = self.scheduler
         self.metrics.attach_state(self.snapshot)
         self.ctx: zmq.Context | None = None
+        self.gate: Gatekeeper | None = None
         self.tasks: list[asyncio.Task] = []
         self.stopping = False
         self.on_exit = None  # set by __main__: stops the HTTP server
@@ -50,16 +54,26 @@ class Orchestrator:
         state = self.registry.open()
         self.cluster.load(state)
         self.ctx = zmq.Context()
+        keys = self.settings.curve
+        if keys is not None:  # the ZAP handler binds first: no CURVE peer is ever judged by nobody
+            self.gate = Gatekeeper(self.ctx, keys, self.metrics.curve_refused).start()
         router = self.ctx.socket(zmq.ROUTER)
         for option, value in ((zmq.LINGER, 0), (zmq.SNDHWM, 100000), (zmq.RCVHWM, 100000),
                               (zmq.ROUTER_MANDATORY, 1), (zmq.ROUTER_HANDOVER, 1)):
             router.setsockopt(option, value)
+        if keys is not None:
+            secure_server(router, keys, "router")
         router.bind(self.settings.router_bind)
         self.router_endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
         pub = self.ctx.socket(zmq.XPUB)  # subscriptions tell the publisher which events are wanted
         pub.setsockopt(zmq.LINGER, 0)
         pub.setsockopt(zmq.SNDHWM, 100000)
+        if keys is not None:
+            secure_server(pub, keys, "events")
         pub.bind(self.settings.events_bind)
+        if self.gate is not None:
+            self.gate.watch(router, "router")
+            self.gate.watch(pub, "events")
         self.events_endpoint = pub.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.cluster.attach(router)
         self.events.attach(pub)
@@ -68,7 +82,7 @@ class Orchestrator:
             "event": "orchestrator.started", "router": self.router_endpoint, "events": self.events_endpoint,
             "db_path": self.settings.db_path, "registry_error": self.registry.error,
             "jobs_failed_on_restart": state["restarted_jobs"], "hives_loaded": len(state["hives"]),
-            "workers_loaded": len(state["workers"])})
+            "workers_loaded": len(state["workers"]), "curve": keys is not None})
 
     async def stop(self) -> None:
         """Cancel tasks, flush the registry, close sockets."""
@@ -85,6 +99,9 @@ class Orchestrator:
             self.cluster.socket.close(linger=0)
             self.cluster.socket = None
         self.events.close()
+        if self.gate is not None:
+            self.gate.stop()
+            self.gate = None
         if self.ctx is not None:
             self.ctx.destroy(linger=0)
             self.ctx = None

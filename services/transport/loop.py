@@ -32,6 +32,7 @@ from typing import Callable
 import zmq
 
 from services.common.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
+from services.curve import CurveKeys, secure_client, secure_server
 
 log = logging.getLogger("transport.loop")
 
@@ -223,8 +224,11 @@ HWM = 20000  # frames queued per peer before a send is dropped (counted)
 
 def make_dealer(ctx: zmq.Context, identity: str, address: str,
                 interval_s: float = HEARTBEAT_INTERVAL_S,
-                expiry_s: float = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS) -> zmq.Socket:
+                expiry_s: float = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS,
+                curve: CurveKeys | None = None, server_role: str = "") -> zmq.Socket:
     """Return a DEALER with our identity connected to an upstream ROUTER (linger 0, immediate).
+
+    With curve keys the link is a CURVE client of server_role (encrypted, and refused unless listed there).
 
     A connection attempt can never hang: the TCP connect is bounded by CONNECT_TIMEOUT (a SYN sent
     from a stale source address during a partition is abandoned after about a second instead of
@@ -245,6 +249,8 @@ def make_dealer(ctx: zmq.Context, identity: str, address: str,
     for option, value in link_options(interval_s, expiry_s).items():
         sock.setsockopt(option, value)
     sock.setsockopt(zmq.ROUTING_ID, identity.encode())
+    if curve is not None:
+        secure_client(sock, curve, server_role)
     sock.connect(address)
     return sock
 
@@ -265,15 +271,19 @@ def link_options(interval_s: float, expiry_s: float) -> dict[int, int]:
     }
 
 
-def make_router(ctx: zmq.Context, address: str) -> zmq.Socket:
-    """Return a bound ROUTER (linger 0, mandatory routing, handover for restarted peers)."""
+def make_router(ctx: zmq.Context, address: str, curve: CurveKeys | None = None, gate=None) -> zmq.Socket:
+    """Return a bound ROUTER (linger 0, mandatory routing, handover); with curve a CURVE server watched by gate."""
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, HWM)
     sock.setsockopt(zmq.RCVHWM, HWM)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    if curve is not None:
+        secure_server(sock, curve, "router")
     sock.bind(address)
+    if gate is not None:
+        gate.watch(sock, "router")
     return sock
 
 

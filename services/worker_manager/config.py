@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from services.common.config import env_float, env_int, env_str, hostname
 from services.common.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
+from services.curve import CurveKeys, keys_from_env
 
 
 @dataclasses.dataclass
@@ -24,6 +26,7 @@ class HiveConfig:
     grace_s: float = 5.0
     log_level: str = "info"
     download_attempts: int = 3
+    curve: Optional[CurveKeys] = None  # from_env: on unless APIARY_CURVE=off; built directly: off
 
     @classmethod
     def from_env(cls) -> "HiveConfig":
@@ -41,4 +44,5 @@ class HiveConfig:
             liveness=env_int("APIARY_HEARTBEAT_LIVENESS", HEARTBEAT_LIVENESS, minimum=1),
             grace_s=env_float("APIARY_SHUTDOWN_GRACE_S", 5.0, minimum=0),
             log_level=env_str("APIARY_LOG_LEVEL", "info"),
+            curve=keys_from_env("hive"),
         )

@@ -15,6 +15,7 @@ from services import protocol as p
 from services.common.heartbeat import Backoff, Liveness, StallClock
 from services.common.logs import OncePerPeer
 from services.transport.loop import LoopSocket, make_dealer, make_router
+from services.transport.zap import Gatekeeper
 
 from .config import HiveConfig
 from .metrics import HiveMetrics
@@ -34,6 +35,7 @@ class Hive(RelayMixin):
         self.cfg = cfg
         self.metrics = metrics or HiveMetrics()
         self.ctx = zmq.Context()
+        self.gate: Gatekeeper | None = None
         self.up: LoopSocket | None = None
         self.down: LoopSocket | None = None
         self._tasks: list[asyncio.Task] = []
@@ -59,7 +61,10 @@ class Hive(RelayMixin):
 
     async def run(self) -> None:
         """Bind for workers, connect upstream, and serve until shut down."""
-        self.down = LoopSocket(make_router(self.ctx, self.cfg.worker_bind), self.on_worker_frames, burst=BURST,
+        if self.cfg.curve is not None:
+            self.gate = Gatekeeper(self.ctx, self.cfg.curve, self.metrics.curve_refused).start()
+        self.down = LoopSocket(make_router(self.ctx, self.cfg.worker_bind, self.cfg.curve, self.gate),
+                               self.on_worker_frames, burst=BURST,
                                name="workers")
         self.connect_upstream()
         self._tasks.append(asyncio.ensure_future(self.tick_loop()))
@@ -73,7 +78,8 @@ class Hive(RelayMixin):
         if self.up is not None:
             self.up.close(linger=0)  # also cancels a READY still waiting for the connection
         self.up = LoopSocket(make_dealer(self.ctx, self.cfg.hive_id, self.cfg.orchestrator_addr, self.cfg.interval_s,
-                                         self.upstream.expiry_s), self.on_upstream_frames, burst=BURST,
+                                         self.upstream.expiry_s, self.cfg.curve, "orchestrator"),
+                             self.on_upstream_frames, burst=BURST,
                              name="upstream")
         self.session = secrets.token_hex(8)
         self.ready_since = None
@@ -102,6 +108,8 @@ class Hive(RelayMixin):
         for sock in (self.up, self.down):
             if sock is not None:
                 sock.close(linger=200)
+        if self.gate is not None:
+            self.gate.stop()
         self.ctx.term()
         log.info("stopped", extra={"event": "stopped", "workers_left": len(self.table.workers)})
         self.stopped.set()

@@ -20,6 +20,8 @@ class HiveMetrics:
         self.downloads = Counter("apiary_hive_downloads_total", "Model downloads by outcome", ["outcome"],
                                  registry=r)
         self.bytes_downloaded = Counter("apiary_hive_bytes_downloaded_total", "Bytes downloaded", registry=r)
+        self.curve_refusals = Counter("apiary_curve_refusals_total", "ZeroMQ peers refused at the CURVE handshake, by link and reason",
+                                      ["link", "reason"], registry=r)
         self._children: dict[str, Counter] = {}
 
     def dropped(self, reason: str) -> Counter:
@@ -28,6 +30,10 @@ class HiveMetrics:
         if child is None:
             child = self._children[reason] = self._dropped.labels(reason)
         return child
+
+    def curve_refused(self, link: str, reason: str) -> None:
+        """Count one peer refused at the CURVE handshake."""
+        self.curve_refusals.labels(link, reason).inc()
 
     def render(self, states: dict[str, int]) -> bytes:
         """Return the Prometheus text, with the worker gauge set from `states`."""

@@ -52,7 +52,7 @@ def test_the_comparison_catches_a_model_that_is_wrong():
         url = f"tcp://127.0.0.1:{stack.ports['hive-b']['router']}"
         before = counters(stack, "hive-b")
         fuzzer = FrameFuzzer(url, FrameGenerator(1, "worker", ["fuzz-hw-0", "fuzz-hw-1"]), _BlindHive(),
-                             {"free_slots": 1, "state": "ready"})
+                             {"free_slots": 1, "state": "ready"}, curve=stack.client_keys(), server="hive")
         try:
             summary = fuzzer.run(3000)
         finally:

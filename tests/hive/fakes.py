@@ -87,7 +87,7 @@ class HiveProcess(ServiceProcess):
         self.hive_id = hive_id
         http_port = free_port()
         super().__init__("services.worker_manager", f"hive {hive_id}", http_port, {
-            **os.environ, "PYTHONPATH": str(ROOT), "APIARY_HIVE_ID": hive_id,
+            **os.environ, "PYTHONPATH": str(ROOT), "APIARY_HIVE_ID": hive_id, "APIARY_CURVE": "off",
             "APIARY_ORCHESTRATOR_ADDR": orch_addr, "APIARY_HTTP_PORT": str(http_port),
             "APIARY_HTTP_HOST": "127.0.0.1", "APIARY_WORKER_BIND": f"tcp://127.0.0.1:{self.worker_port}",
             "APIARY_MODEL_CACHE": cache_dir, "APIARY_LOG_LEVEL": "info",

@@ -173,7 +173,8 @@ class Orch:
         self.env = dict(os.environ, APIARY_HTTP_PORT=str(self.http_port), APIARY_HTTP_HOST="127.0.0.1",
                         APIARY_ROUTER_BIND="tcp://127.0.0.1:*", APIARY_EVENTS_BIND="tcp://127.0.0.1:*",
                         APIARY_DB_PATH=self.db_path, APIARY_HEARTBEAT_INTERVAL_S="0.1",
-                        APIARY_SHUTDOWN_GRACE_S="1", PYTHONUNBUFFERED="1")
+                        APIARY_SHUTDOWN_GRACE_S="1", PYTHONUNBUFFERED="1",
+                        APIARY_CURVE="off")  # fake peers speak plain ZMTP; CURVE has its own tests (tests/security/)
         self.env.update({k: str(v) for k, v in env.items()})
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.lines: list[str] = []

@@ -211,7 +211,7 @@ class WorkerProcess(ServiceProcess):
         self.worker_id = worker_id
         http_port = free_port()
         super().__init__("services.mock_worker", f"worker {worker_id}", http_port, {
-            **os.environ, "PYTHONPATH": str(ROOT), "APIARY_WORKER_ID": worker_id,
+            **os.environ, "PYTHONPATH": str(ROOT), "APIARY_WORKER_ID": worker_id, "APIARY_CURVE": "off",
             "APIARY_HIVE_ADDR": hive_addr, "APIARY_HTTP_PORT": str(http_port),
             "APIARY_HTTP_HOST": "127.0.0.1", "APIARY_LOAD_TIME_S": "0.01",
             "APIARY_TOKENS_PER_S": "0", "APIARY_LOG_LEVEL": "info",
