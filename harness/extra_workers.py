@@ -49,9 +49,9 @@ class ExtraWorkers:
             env = {k: v for k, v in base.items() if k.startswith("APIARY_") and k not in ("APIARY_WORKER_ID",)}
             env.update(APIARY_WORKER_ID=worker_id, APIARY_HIVE_ADDR=f"tcp://{hive}:5556")
             root = getattr(self.cluster, "curve_root", None)  # the worker role's keys, mounted like compose's
-            volumes = {str(root / "worker"): {"bind": CURVE_MOUNT, "mode": "ro"}} if root else {}
+            keys = {"volumes": {str(root / "worker"): {"bind": CURVE_MOUNT, "mode": "ro"}}} if root else {}
             return self.cluster.client.containers.run(
-                image, detach=True, environment=env, network=network, hostname=worker_id, volumes=volumes,
+                image, detach=True, environment=env, network=network, hostname=worker_id, **keys,
                 name=f"{self.cluster.project}_{worker_id}", mem_limit="256m", memswap_limit="256m",
                 labels={"io.apiary.run-id": str(self.run_id), "io.apiary.role": EXTRA_ROLE})
 

@@ -288,5 +288,6 @@ def ensure_running(stack: Any, target: str) -> list[str]:
 # The kinds register themselves on import (they import this module's names, defined above).
 import harness.nemesis.kinds_network  # noqa: E402,F401
 import harness.nemesis.kinds_process  # noqa: E402,F401
+import harness.nemesis.kinds_quality  # noqa: E402,F401
 import harness.nemesis.kinds_storage  # noqa: E402,F401
 import harness.nemesis.kinds_workers  # noqa: E402,F401
