@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
 # Front door of the integration suite: make/refresh the harness venv (.venv, from requirements/dev.txt,
 # re-installed when that file's hash changes), then hand over to the Python runner.
-# Usage: ./run-integration-tests.sh --help
+# --help and --list install nothing: they run with the venv's python when it exists, else the system
+# python3 (the runner's command line is stdlib only; --list then scans the features without behave).
+# --setup only makes/refreshes the venv (run-tests.sh uses it). Usage: ./run-integration-tests.sh --help
 set -euo pipefail
+export APIARY_CWD="$PWD"    # FEATURE paths and --junit-xml are relative to where the user stands
 cd "$(dirname "$0")"
 
-VENV=".venv"
+VENV="${APIARY_VENV:-.venv}"   # override only to test the no-venv path
+info=0 setup_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --) break ;;
+    -h|--help|--list) info=1 ;;
+    --setup) setup_only=1 ;;
+  esac
+done
+if [[ $info -eq 1 && $setup_only -eq 0 ]]; then
+  py="$VENV/bin/python"
+  [[ -x "$py" ]] || py="$(command -v python3 || true)"
+  [[ -n "$py" ]] || { echo "ERROR: no python3 on PATH (needed even for --help)" >&2; exit 2; }
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  exec "$py" -m harness.runner "$@"
+fi
+
 REQ="requirements/dev.txt"
 HASH="$(cat requirements/*.txt | sha256sum | cut -c1-16)"
 STAMP="$VENV/.apiary-requirements"
@@ -25,10 +44,13 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$HASH" ]
   "$VENV/bin/python" -m pip install -q -r "$REQ" >&2 || { echo "ERROR: could not install $REQ into $VENV" >&2; exit 2; }
   echo "$HASH" > "$STAMP"
 fi
+[[ $setup_only -eq 0 ]] || { echo "[setup] $VENV is ready" >&2; exit 0; }
 
 # Compose v2 (preferred) when the machine has only v1: a project-local binary from Debian's mirror,
 # fetched once (scripts/get-compose-v2.sh). Without it the harness uses docker-compose v1.
-if [[ -z "${APIARY_COMPOSE:-}" && "${APIARY_COMPOSE_V2:-1}" != 0 && ! -x .tools/docker-compose ]] \
+dry=0
+for arg in "$@"; do case "$arg" in --) break ;; --dry-run) dry=1 ;; esac; done
+if [[ $dry -eq 0 && -z "${APIARY_COMPOSE:-}" && "${APIARY_COMPOSE_V2:-1}" != 0 && ! -x .tools/docker-compose ]] \
    && command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then
   scripts/get-compose-v2.sh >/dev/null || echo "[setup] Compose v2 not available (see above): using docker-compose v1" >&2
 fi

@@ -5,8 +5,11 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 
+# promtool for tests/ops (alert rules): unpacked from Debian's prometheus package into .tools/, once.
+./scripts/get-promtool.sh >/dev/null || echo "WARNING: promtool unavailable; tests/ops will fail and say why" >&2
+
 # Set-up (venv from requirements/dev.txt, refreshed when requirements change) lives in one place:
-./run-integration-tests.sh --help >/dev/null || { echo "ERROR: harness set-up failed" >&2; exit 2; }
+./run-integration-tests.sh --setup >/dev/null || { echo "ERROR: harness set-up failed" >&2; exit 2; }
 
 # Time budget for the whole command (CI allows 90 min): the unit tests get at most 30 min, and the
 # suite's behave phase whatever is left minus 12 min for build, stack start and teardown (max 45).

@@ -11,6 +11,8 @@ import platform
 import time
 from typing import Any
 
+from harness.stats import percentile  # noqa: F401  (bench.common.percentile is used by the e2e modules)
+
 try:
     import orjson
     _loads = orjson.loads
@@ -212,15 +214,6 @@ class Conn:
 def split_url(url: str) -> tuple[str, int]:
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     return host, int(port.rstrip("/"))
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of a list; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[rank]
 
 
 def ms(value: float | None) -> float | None:

@@ -5,6 +5,7 @@ from collections import Counter, defaultdict
 from typing import Callable, Iterable
 
 from harness.history import as_ops, completions, pairs
+from harness.stats import percentile
 
 COMPLETE = ("complete",)
 
@@ -132,15 +133,6 @@ def annotate_workers(history_ops: list[dict], events: Iterable[dict]) -> list[di
             op["worker_id"] = where[op["job_id"]]
         out.append(op)
     return out
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile (p in 0..100) of values; None when empty."""
-    if not values:
-        return None
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))
-    return s[k]
 
 
 def latency_percentiles(history, f: str | None = "complete", type_: str | None = "ok") -> dict:

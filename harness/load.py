@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 import time
 from pathlib import Path
@@ -16,20 +15,10 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from harness.history import History
+from harness.stats import percentile
 
 
 # ---- pure helpers -----------------------------------------------------------------------------------
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """The q-th percentile (0..100) by the nearest-rank method; None for no values."""
-    data = sorted(v for v in values if v is not None)
-    if not data:
-        return None
-    if not 0 <= q <= 100:
-        raise ValueError("q must be within 0..100")
-    rank = max(1, math.ceil(q / 100 * len(data)))
-    return data[rank - 1]
-
-
 def latency_summary(values: Iterable[float]) -> dict:
     """count, min, p50, p90, p99, max and mean of latencies in seconds (None fields when empty)."""
     data = [float(v) for v in values if v is not None]

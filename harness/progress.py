@@ -1,5 +1,7 @@
-"""behave formatter for live progress: one line per scenario with its status and elapsed time
-(printed once the scenario's after-hooks ran, so a traceback found there shows as a failure)."""
+"""behave formatter for live progress: `[n/N]` with the run's elapsed time, an ETA and the scenario
+running now when it starts, then one line with its status and elapsed time (printed once the
+scenario's after-hooks ran, so a traceback found there shows as a failure). N comes from the
+runner's selection (APIARY_PROGRESS_TOTAL); without it the lines show `[n]`."""
 from __future__ import annotations
 
 import json
@@ -14,8 +16,26 @@ LABELS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "hook_error": "F
           "undefined": "UNDEFINED", "untested": "UNTESTED", "cleanup_error": "ERROR"}
 
 
+def clock(seconds: float) -> str:
+    """12:34 or 1:02:03."""
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def eta(done: int, total: int, spent_s: float) -> str:
+    """Time left from the mean of the finished scenarios ('?' before the first one finished)."""
+    if not total or done <= 0:
+        return "?"
+    return clock(spent_s / done * max(0, total - done))
+
+
+def counter(n: int, total: int) -> str:
+    return f"[{n:>{len(str(total))}}/{total}]" if total else f"[{n:>3}]"
+
+
 class ProgressFormatter(Formatter):
-    """Prints `[n] STATUS  elapsed  feature › scenario` lines to stdout, flushing each one."""
+    """Prints `[n/N] STATUS  elapsed  feature › scenario` lines to stdout, flushing each one."""
 
     name = "apiary-progress"
     description = "One line per scenario: status and elapsed time"
@@ -27,6 +47,12 @@ class ProgressFormatter(Formatter):
         self.started = 0.0
         self.count = 0
         self.feature_name = ""
+        self.run_started = time.monotonic()
+        self.spent = 0.0             # wall time of the finished scenarios (for the ETA)
+        try:
+            self.total = int(os.environ.get("APIARY_PROGRESS_TOTAL") or 0)
+        except ValueError:
+            self.total = 0
 
     def feature(self, feature):
         self.finish_scenario()
@@ -36,6 +62,11 @@ class ProgressFormatter(Formatter):
         self.finish_scenario()
         self.current = scenario
         self.started = time.monotonic()
+        total = max(self.total, self.count + 1) if self.total else 0
+        self.stream.write(f"{counter(self.count + 1, total)} RUN        {self.feature_name} › {scenario.name}"
+                          f"  (elapsed {clock(self.started - self.run_started)}, "
+                          f"ETA {eta(self.count, total, self.spent)})\n")
+        self.stream.flush()
 
     def finish_scenario(self) -> None:
         """Print the line of the scenario that just ended (if any)."""
@@ -46,7 +77,9 @@ class ProgressFormatter(Formatter):
         status = scenario.status.name
         label = LABELS.get(status, status.upper())
         elapsed = time.monotonic() - self.started
-        line = f"[{self.count:>3}] {label:<10} {elapsed:6.2f}s  {self.feature_name} › {scenario.name}"
+        self.spent += elapsed
+        total = max(self.total, self.count) if self.total else 0
+        line = f"{counter(self.count, total)} {label:<10} {elapsed:6.2f}s  {self.feature_name} › {scenario.name}"
         if status == "skipped" and getattr(scenario, "skip_reason", None):
             line += f"  ({scenario.skip_reason})"
         if status in ("failed", "error", "hook_error"):

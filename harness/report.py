@@ -84,49 +84,72 @@ def summarize(scenarios: list[dict], meta: dict[str, Any]) -> dict:
             "scenarios": scenarios}
 
 
+def junit_key(feature: str, scenario: str) -> tuple[str, str]:
+    """The identity a failure and a JUnit testcase share: feature name and full scenario name (an outline
+    row keeps its `-- @1.3 ...` suffix), whitespace-trimmed."""
+    return (feature or "").strip(), (scenario or "").strip()
+
+
+def testcase_failure(case: ET.Element, suite: ET.Element, by_key: dict) -> dict | None:
+    """The failure of a testcase: behave names it classname=`<file>.<feature>` (the suite `<file>.<feature>`
+    too), name=`<scenario>`; the feature is the longest recorded feature name the classname ends with."""
+    name = (case.get("name") or "").strip()
+    owner = case.get("classname") or suite.get("name") or ""
+    matches = [f for (feature, scenario), f in by_key.items()
+               if scenario == name and (owner == feature or owner.endswith("." + feature))]
+    return max(matches, key=lambda f: len(f.get("feature") or ""), default=None)
+
+
 def link_junit(junit_dir: Path, failures: list[dict], run_dir: Path) -> int:
     """Add a `bundle` property and an [[ATTACHMENT|...]] system-out line to failed testcases; returns count."""
     linked = 0
-    by_name = {f["scenario"]: f for f in failures if f.get("bundle")}
-    for path in Path(junit_dir).glob("*.xml"):
+    by_key = {junit_key(f.get("feature"), f["scenario"]): f for f in failures if f.get("bundle")}
+    for path in sorted(Path(junit_dir).glob("*.xml")):
         tree = ET.parse(path)
         changed = False
-        for case in tree.getroot().iter("testcase"):
-            f = by_name.get(case.get("name", "").split(" -- @")[0])
-            if f is None:
-                continue
-            bundle = (Path(run_dir) / f["bundle"]).resolve()
-            props = case.find("properties") if case.find("properties") is not None else ET.SubElement(case, "properties")
-            ET.SubElement(props, "property", name="bundle", value=str(bundle))
-            out = case.find("system-out") if case.find("system-out") is not None else ET.SubElement(case, "system-out")
-            out.text = (out.text or "") + f"\n[[ATTACHMENT|{bundle}]]\nFailure bundle: {bundle}\n"
-            if f.get("status") == "traceback" and case.find("failure") is None and case.find("error") is None:
-                ET.SubElement(case, "failure", message="Traceback in a service log", type="traceback").text = f.get("error")
-            linked += 1
-            changed = True
+        root = tree.getroot()
+        for suite in ([root] if root.tag == "testsuite" else list(root.iter("testsuite"))):
+            for case in suite.iter("testcase"):
+                f = testcase_failure(case, suite, by_key)
+                if f is None:
+                    continue
+                bundle = (Path(run_dir) / f["bundle"]).resolve()
+                props = case.find("properties") if case.find("properties") is not None else ET.SubElement(case, "properties")
+                ET.SubElement(props, "property", name="bundle", value=str(bundle))
+                out = case.find("system-out") if case.find("system-out") is not None else ET.SubElement(case, "system-out")
+                out.text = (out.text or "") + f"\n[[ATTACHMENT|{bundle}]]\nFailure bundle: {bundle}\n"
+                if f.get("status") == "traceback" and case.find("failure") is None and case.find("error") is None:
+                    ET.SubElement(case, "failure", message="Traceback in a service log", type="traceback").text = f.get("error")
+                linked += 1
+                changed = True
         if changed:
             tree.write(path, encoding="utf-8", xml_declaration=True)
     return linked
 
 
+def merge_junit(junit_dir: Path, out: Path) -> Path:
+    """One <testsuites> file at `out` from the run's per-feature JUnit files, with summed counts."""
+    suites = ET.Element("testsuites")
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    elapsed = 0.0
+    for path in sorted(Path(junit_dir).glob("*.xml")):
+        root = ET.parse(path).getroot()
+        for suite in ([root] if root.tag == "testsuite" else list(root.iter("testsuite"))):
+            suites.append(suite)
+            for k in totals:
+                totals[k] += int(float(suite.get(k) or 0))
+            elapsed += float(suite.get("time") or 0)
+    suites.attrib.update({k: str(v) for k, v in totals.items()}, time=f"{elapsed:.3f}", name="apiary")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suites).write(out, encoding="utf-8", xml_declaration=True)
+    return out
+
+
 def write_index(run_dir: Path, summary: dict) -> Path:
-    """index.html in the run dir: verdict, links to the reports and to every failure bundle."""
-    e = html.escape
-    rows = "".join(f"<tr><td>{e(s['status'])}</td><td>{e(s['feature'])}</td><td>{e(s['scenario'])}</td>"
-                   f"<td>{s['duration_s']:.2f}s</td><td>{'<a href=%s/>bundle</a>' % e(s['bundle']) if s.get('bundle') else e(s.get('skip_reason', ''))}</td></tr>"
-                   for s in summary["scenarios"])
-    gate = summary.get("gate", {})
-    body_soaks = soak_section(summary.get("soaks") or [])
-    body = (f"<html><head><meta charset='utf-8'><title>Apiary run {e(summary['run_id'])}</title></head><body>"
-            f"<h1>Run {e(summary['run_id'])}: {'PASS' if summary.get('exit_code') == 0 else 'FAIL'}</h1>"
-            f"<p>Gate: {'holds' if gate.get('passed') else 'fails'} {e('; '.join(gate.get('reasons', [])))}</p>"
-            "<p><a href='report.html'>HTML report</a> · <a href='junit/'>JUnit XML</a> · "
-            "<a href='summary.json'>summary.json</a> · <a href='behave.json'>behave.json</a></p>"
-            f"<table border=1 cellpadding=3><tr><th>status</th><th>feature</th><th>scenario</th><th>time</th><th>bundle / reason</th></tr>{rows}</table>"
-            f"{body_soaks}</body></html>")
-    path = Path(run_dir) / "index.html"
-    path.write_text(body)
-    return path
+    """index.html in the run dir (harness/report_html.py renders it from harness/templates/)."""
+    from harness.report_html import write_index as write_page
+    return write_page(run_dir, summary)
 
 
 def soak_section(soaks: list[dict]) -> str:

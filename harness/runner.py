@@ -1,8 +1,8 @@
 """./run-integration-tests.sh: set up images and the stack, run behave with live progress, report,
-apply the gate, and always tear down. Exit 0 pass, 1 scenario/gate failure, 2 environment not set up."""
+apply the gate, and always tear down. Exit 0 pass, 1 scenario/gate failure, 2 environment not set up,
+4 usage error (harness/options.py: the command line; harness/selection.py: what it selects)."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -13,25 +13,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.deadline import RUN_LIMIT_S, stop_group, wait_with_deadline
+from harness.deadline import stop_group, wait_with_deadline
 from harness.errors import EnvironmentSetupError
+from harness.options import EXIT_ENV, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, HELP, parse_args  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
-EXIT_PASS, EXIT_FAIL, EXIT_ENV = 0, 1, 2
 IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker")
 BUILD_LIMIT_S = 30 * 60.0    # cold build incl. debootstrap takes ~2 min here
-
-HELP = """\
-Run the Apiary behave features against a fresh stack (docker compose, or local processes).
-
-exit codes: 0 all selected scenarios passed and the gate holds; 1 a scenario failed or the gate
-fails; 2 the environment could not be set up (no engine, build failed, unhealthy service).
-reports: <report-dir>/<run-id>/ (index.html, report.html, junit/, behave.json, summary.json,
-failures/<feature>/<scenario>/); <report-dir>/latest points at the last run.
-examples: ./run-integration-tests.sh --tags @integration
-          ./run-integration-tests.sh --tags '@smoke and not @slow' --keep-up -- --stop
-"""
-
 
 @dataclass
 class Settings:
@@ -73,61 +61,6 @@ def open_cluster(settings: Settings):
     if not settings.stack_file or not Path(settings.stack_file).exists():
         raise EnvironmentSetupError("no stack", "APIARY_STACK_FILE is not set: run through ./run-integration-tests.sh")
     return Cluster.attach(json.loads(Path(settings.stack_file).read_text()))
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Options before `--`; everything after it goes to behave."""
-    behave_args: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, behave_args = argv[:at], argv[at + 1:]
-    p = argparse.ArgumentParser(prog="run-integration-tests.sh", description=HELP,
-                                usage="%(prog)s [--tags EXPR]... [--backend docker|local] [--build|--no-build] [--keep-up]\n"
-                                      "       [--report-dir DIR] [--seed N] [--fail-fast] [--timeout-multiplier X]\n"
-                                      "       [--max-minutes M] [--gate FILE] [-- <behave args>]\n"
-                                      "       %(prog)s --soak [--minutes M] [--seed N] [--profile P] [--rate R] [--shrink-on-failure]\n"
-                                      "       %(prog)s --replay RUN_DIR|schedule.json    %(prog)s --shrink RUN_DIR",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tags", action="append", metavar="EXPR",
-                   help="behave tag expression; repeat to AND them (default: @integration)")
-    p.add_argument("--backend", choices=("docker", "local"),
-                   help="docker (compose stack) or local (processes on 127.0.0.1); default: docker when an "
-                        "engine answers, else local (scenarios tagged @container are then skipped)")
-    b = p.add_mutually_exclusive_group()
-    b.add_argument("--build", dest="build", action="store_true", default=True,
-                   help="build images first (default; cached layers make it a few seconds)")
-    b.add_argument("--no-build", dest="build", action="store_false", help="use the existing apiary/* images")
-    p.add_argument("--keep-up", action="store_true", help="leave the stack running; print how to reach and remove it")
-    p.add_argument("--report-dir", default=str(ROOT / "reports"), metavar="DIR", help="where run directories go (default: reports/)")
-    p.add_argument("--gate", default=str(ROOT / "gate.yml"), metavar="FILE",
-                   help="gate policy (default: gate.yml); checked before anything starts, a bad key exits 2")
-    p.add_argument("--seed", type=int, default=None, metavar="N", help="seed for randomized steps (default: random, recorded)")
-    p.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
-    p.add_argument("--timeout-multiplier", type=float, default=1.0, metavar="X",
-                   help="scale every wait/deadline (slow machines: 2); also env APIARY_TIMEOUT_MULTIPLIER")
-    p.add_argument("--max-minutes", type=float, default=RUN_LIMIT_S / 60, metavar="M",
-                   help="interrupt behave after M minutes (times the multiplier) and fail the run "
-                        f"(default {RUN_LIMIT_S / 60:.0f}; each scenario also has its own limit)")
-    c = p.add_argument_group("chaos runs (need the docker backend; reports as for behave, plus the soak's "
-                             "history, evidence, verdict and timeline)")
-    m = c.add_mutually_exclusive_group()
-    m.add_argument("--soak", action="store_true", help="play a seeded generated fault schedule under client load")
-    m.add_argument("--replay", metavar="PATH", help="play a soak run's schedule again (its run dir or schedule.json)")
-    m.add_argument("--shrink", metavar="RUN_DIR", help="delta-debug a failed soak to a minimal failing schedule")
-    c.add_argument("--minutes", type=float, default=3.0, metavar="M", help="soak length (default 3)")
-    c.add_argument("--profile", metavar="P", help="fault profile: a name in harness/nemesis/profiles or a file "
-                                                  "(default: default)")
-    c.add_argument("--rate", type=float, default=20.0, metavar="R", help="client requests started per second (default 20)")
-    c.add_argument("--bug", choices=("dup-final",), help="switch a deliberate bug on in every worker (self-tests)")
-    c.add_argument("--shrink-on-failure", action="store_true", help="after a failed --soak, shrink it in the same run")
-    c.add_argument("--shrink-runs", type=int, default=24, metavar="N", help="most replays a shrink may use (default 24)")
-    args = p.parse_args(argv)
-    args.chaos = bool(args.soak or args.replay or args.shrink)
-    if args.chaos and args.backend == "local":
-        p.error("--soak, --replay and --shrink need the docker backend (container-level faults)")
-    args.behave_args = behave_args
-    args.tags = args.tags or ["@integration"]
-    return args
 
 
 class Interrupted(Exception):
@@ -193,16 +126,57 @@ def build_images(run_dir: Path, build: bool) -> dict[str, str]:
 
 
 def behave_command(args, run_dir: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "behave", str(ROOT / "features"), "--no-skipped", "--no-summary", "--no-capture-stderr",
+    cmd = [sys.executable, "-m", "behave", *behave_paths(args), "--no-skipped", "--no-summary", "--no-capture-stderr",
            "-f", "json", "-o", str(run_dir / "behave.json"),     # -o pairs with -f in order: stdout last
            "-f", "behave_html_pretty_formatter:PrettyHTMLFormatter", "-o", str(run_dir / "report.html"),
            "-f", "harness.progress:ProgressFormatter",
            "--junit", "--junit-directory", str(run_dir / "junit")]
+    return cmd + selection_args(args)
+
+
+def behave_paths(args) -> list[str]:
+    """behave's positional arguments: the selected feature paths (FILE:LINE kept), else features/."""
+    selection = getattr(args, "selection", None)
+    if selection is None or not args.paths:
+        return [str(ROOT / "features")]
+    return [str(path) + (f":{line}" if line is not None else "") for path, line in selection.locations]
+
+
+def selection_args(args) -> list[str]:
+    """--tags, --name, --stop and the pass-through arguments, as behave takes them."""
+    cmd = []
     for expr in args.tags:
         cmd += ["--tags", expr]
+    for name in args.names:
+        cmd += ["--name", name]
     if args.fail_fast:
         cmd.append("--stop")
     return cmd + args.behave_args
+
+
+def choose_scenarios(args) -> list:
+    """The scenarios the arguments select (harness/selection.py); sets args.selection. A bad path, line,
+    regex or tag expression, or an empty selection, raises selection.UsageError."""
+    from harness.selection import UsageError, make_selection, select
+    args.selection = make_selection(args.paths, args.tags, args.names)
+    items = select(args.selection)
+    if not items:
+        raise UsageError(f"no scenario is selected by {' '.join(args.paths) or 'features/'}"
+                         + (f" --tags {' --tags '.join(args.tags)}" if args.tags else "")
+                         + "".join(f" -k {n!r}" for n in args.names) + " (see --list)")
+    return items
+
+
+def dry_run(args) -> int:
+    """behave --dry-run over the selection (no images, no stack, no run directory): 0 when every step of
+    every selected scenario has a definition, else 1."""
+    cmd = [sys.executable, "-m", "behave", *behave_paths(args), "--dry-run", "--no-skipped", "--no-capture-stderr",
+           "-f", "harness.progress:ProgressFormatter"] + selection_args(args)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), APIARY_PROGRESS_TOTAL=str(args.total))
+    env.pop("APIARY_REPORT_DIR", None)
+    rc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=300).returncode
+    say(f"Dry run: {'every step has a definition' if rc == 0 else f'behave exited {rc} (undefined steps above)'}")
+    return EXIT_PASS if rc == 0 else EXIT_FAIL
 
 
 def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict, reaper=None) -> int:
@@ -228,7 +202,8 @@ def run_behave(cmd: list[str], env: dict, limit_s: float, meta: dict, reaper=Non
 
 def behave_phase(args, settings: Settings, run_dir: Path, meta: dict, reaper=None) -> int:
     """Run behave over the features within the run limit, then report and gate; returns the exit code."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **settings.to_env())
+    env = dict(os.environ, PYTHONPATH=str(ROOT), APIARY_PROGRESS_TOTAL=str(getattr(args, "total", "")),
+               **settings.to_env())
     rc = run_behave(behave_command(args, run_dir), env, args.max_minutes * 60 * args.timeout_multiplier, meta, reaper)
     if (run_dir / "env-error.json").exists():
         err = json.loads((run_dir / "env-error.json").read_text())
@@ -263,6 +238,10 @@ def finish_report(args, settings: Settings, run_dir: Path, meta: dict, behave_rc
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if (run_dir / "junit").exists():
         report.link_junit(run_dir / "junit", summary["failures"], run_dir)
+        if getattr(args, "junit_xml", None):
+            from harness.selection import caller_path
+            path = report.merge_junit(run_dir / "junit", caller_path(args.junit_xml))
+            say(f"JUnit: {path}")
     report.write_index(run_dir, summary)
     say("\n" + report.table(summary))
     say(f"Gate: {'HOLDS' if gate['passed'] else 'FAILS'}" + "".join(f"\n  - {r}" for r in gate["reasons"]))
@@ -321,6 +300,19 @@ def print_keep_up(settings: Settings, cluster, run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.chaos:
+        from harness.selection import UsageError, format_list
+        try:
+            items = choose_scenarios(args)
+        except UsageError as exc:
+            print(f"run-integration-tests.sh: usage error: {exc}\nExit code {EXIT_USAGE}", file=sys.stderr)
+            return EXIT_USAGE
+        args.total = len(items)
+        if args.list:
+            say(format_list(items))
+            return EXIT_PASS
+        if args.dry_run:
+            return dry_run(args)
     from harness.gate import GateError, load_gate
     try:
         args.policy = load_gate(Path(args.gate))
@@ -342,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(run_id=run_id, report_dir=str(run_dir), seed=seed, timeout_multiplier=args.timeout_multiplier,
                         keep_up=args.keep_up, stack_file=str(run_dir / "stack.json"), gate_file=str(args.gate))
     os.environ["APIARY_TIMEOUT_MULTIPLIER"] = str(args.timeout_multiplier)
-    say(f"Apiary integration run {run_id} (seed {seed}, tags {' and '.join(args.tags)}) -> {run_dir}")
-    meta = {"run_id": run_id, "seed": seed, "tags": args.tags, "git_revision": git_revision(),
+    chosen = "" if args.chaos else f", {args.total} scenario(s) selected"
+    say(f"Apiary integration run {run_id} (seed {seed}, tags {' and '.join(args.tags) or '-'}{chosen}) -> {run_dir}")
+    meta = {"run_id": run_id, "seed": seed, "tags": args.tags, "paths": args.paths, "names": args.names,
+            "selected": getattr(args, "total", None), "git_revision": git_revision(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timeout_multiplier": args.timeout_multiplier}
     cluster, code, timings = None, EXIT_ENV, {}
     try:
@@ -375,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         (run_dir / "env-error.json").write_text(json.dumps({"what": exc.what, "detail": exc.detail}))
         (run_dir / "summary.json").write_text(json.dumps({**meta, "exit_code": EXIT_ENV, "environment_error": exc.what,
                                                            "detail": exc.detail}, indent=1, default=str))
+        report.write_index(run_dir, json.loads((run_dir / "summary.json").read_text()))   # names the env failure
         code = EXIT_ENV
     except Interrupted as exc:
         say(f"Interrupted by {exc}: tearing down.")

@@ -45,7 +45,7 @@ def test_link_junit_adds_bundle_property_and_attachment(tmp_path):
     junit.mkdir()
     (junit / "TESTS-f.xml").write_text('<testsuite><testcase classname="f.F" name="a" status="failed">'
                                        '<failure message="x"/></testcase><testcase name="b"/></testsuite>')
-    n = report.link_junit(junit, [{"scenario": "a", "bundle": "failures/F/a", "status": "failed"}], tmp_path)
+    n = report.link_junit(junit, [{"feature": "F", "scenario": "a", "bundle": "failures/F/a", "status": "failed"}], tmp_path)
     case = ET.parse(junit / "TESTS-f.xml").getroot().find("testcase")
     assert n == 1 and case.find("properties/property").get("value").endswith("failures/F/a")
     assert "[[ATTACHMENT|" in case.find("system-out").text
@@ -56,7 +56,7 @@ def test_table_and_index_show_the_bundle(tmp_path):
     s = summary_of(tmp_path, [("a", ["p0"], "failed")], failures=[fail])
     s.update(gate={"passed": False, "reasons": ["1 scenario(s) failed"]}, exit_code=1)
     assert "-> failures/F/a" in report.table(s)
-    assert 'href=failures/F/a/' in report.write_index(tmp_path, s).read_text()
+    assert 'href="failures/F/a/"' in report.write_index(tmp_path, s).read_text()
 
 
 def test_point_latest_is_a_relative_symlink_replaced_each_run(tmp_path):
@@ -65,3 +65,77 @@ def test_point_latest_is_a_relative_symlink_replaced_each_run(tmp_path):
         report.point_latest(tmp_path, tmp_path / run)
     assert (tmp_path / "latest").resolve() == (tmp_path / "r2").resolve()
     assert str((tmp_path / "latest").readlink()) == "r2"
+
+
+FEATURE_A = """Feature: Alpha
+  Scenario: Same name
+    Given the value is 1
+
+  Scenario Outline: Row <n>
+    Given the value is <n>
+    Examples: numbers
+      | n |
+      | 1 |
+      | 2 |
+      | 3 |
+"""
+FEATURE_B = """Feature: Beta
+  Scenario: Same name
+    Given the value is 2
+"""
+STEPS = """from behave import given
+
+@given("the value is {n:d}")
+def step(context, n):
+    assert n == 1, f"value {n}"
+"""
+
+
+def behave_junit(tmp_path):
+    """Real behave JUnit for two features: 'Same name' in both (Beta's fails), outline rows 1..3 (2, 3 fail)."""
+    import subprocess
+    import sys
+    feats = tmp_path / "features"
+    (feats / "steps").mkdir(parents=True)
+    (feats / "a.feature").write_text(FEATURE_A)
+    (feats / "b.feature").write_text(FEATURE_B)
+    (feats / "steps" / "s.py").write_text(STEPS)
+    junit = tmp_path / "junit"
+    proc = subprocess.run([sys.executable, "-m", "behave", str(feats), "--junit", "--junit-directory", str(junit),
+                           "-f", "json", "-o", str(tmp_path / "behave.json")], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    return junit
+
+
+def linked_cases(junit):
+    """{(classname, name): bundle property} of every linked testcase."""
+    out = {}
+    for path in junit.glob("*.xml"):
+        for case in ET.parse(path).getroot().iter("testcase"):
+            prop = case.find("properties/property[@name='bundle']")
+            if prop is not None:
+                out[(case.get("classname"), case.get("name").strip())] = prop.get("value")
+    return out
+
+
+def test_link_junit_links_outline_rows_and_keeps_same_named_scenarios_of_two_features_apart(tmp_path):
+    junit = behave_junit(tmp_path)
+    failed = [s for s in report.scenarios_from_behave(tmp_path / "behave.json") if s["status"] == "failed"]
+    failures = [{**s, "bundle": f"failures/{s['feature']}/{i}"} for i, s in enumerate(failed)]
+    assert {(f["feature"], f["scenario"].strip()) for f in failures} == {
+        ("Beta", "Same name"), ("Alpha", "Row 2 -- @1.2 numbers"), ("Alpha", "Row 3 -- @1.3 numbers")}
+    n = report.link_junit(junit, failures, tmp_path)
+    links = linked_cases(junit)
+    assert n == 3 and len(links) == 3
+    assert links[("a.Alpha", "Row 2 -- @1.2 numbers")].endswith(f"failures/Alpha/{failed.index(next(s for s in failed if '@1.2' in s['scenario']))}")
+    assert links[("b.Beta", "Same name")].startswith(str(tmp_path / "failures" / "Beta"))
+    assert ("a.Alpha", "Same name") not in links and ("a.Alpha", "Row 1 -- @1.1 numbers") not in links
+
+
+def test_merge_junit_writes_one_testsuites_file_with_summed_counts(tmp_path):
+    junit = behave_junit(tmp_path)
+    out = report.merge_junit(junit, tmp_path / "out" / "all.xml")
+    root = ET.parse(out).getroot()
+    assert root.tag == "testsuites" and len(root.findall("testsuite")) == 2
+    assert root.get("tests") == "5" and root.get("failures") == "3"
+    assert sorted(c.get("name").strip() for c in root.iter("testcase"))[0] == "Row 1 -- @1.1 numbers"

@@ -12,6 +12,7 @@ import requests
 import zmq
 
 from harness.rogue import RoguePeer, step
+from harness.wait import wait_until
 from services import protocol as p
 from services.protocol import generate_text
 from services.stack import LocalStack, http_get
@@ -86,10 +87,7 @@ def test_an_authorised_probe_hive_is_served(stack):
     probe = threading.Thread(target=lambda: result.update(
         RoguePeer(stack).impersonate_hive("probe-hive-ok", "probe-model", key="client", listen_ms=3000)))
     probe.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not _listed(stack, "probe-hive-ok-w1"):
-        time.sleep(0.05)
-    assert _listed(stack, "probe-hive-ok-w1"), "the authorised probe's worker was never listed"
+    wait_until(lambda: _listed(stack, "probe-hive-ok-w1"), 10, err_msg="the authorised probe's worker listed in /v1/workers")
     requests.post(stack.api_url + "/v1/completions", json={"model": "probe-model", "prompt": "to the probe",
                   "max_tokens": 2}, headers={"Authorization": f"Bearer {stack.key}", "X-Request-Timeout": "1"},
                   timeout=10)
