@@ -354,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.wait_ready(30)
             except AssertionError as exc:
                 raise EnvironmentSetupError("cluster not ready", f"{exc}\n{cluster.diagnose('state:')}") from None
+            (run_dir / "stack.json").write_text(json.dumps(cluster.describe(), indent=1))  # before the line tools wait for
             say(f"Stack healthy in {timings['up_s']:.1f}s; API {cluster.api_url}")
-            (run_dir / "stack.json").write_text(json.dumps(cluster.describe(), indent=1))
         meta["timings"] = timings
         if args.chaos:
             if settings.backend != "docker":
