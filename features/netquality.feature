@@ -1,4 +1,4 @@
-@netquality @container
+@integration @netquality @container
 Feature: Slow links: latency on a link of the stack, without netem
   Toxiproxy's toxics (harness/toxiproxy) on the orchestrator <-> hive link: the link is steered through
   the harness's proxy (a DNAT rule in the hive's namespace, its ZeroMQ connection moved by `ss -K`) before
@@ -31,3 +31,15 @@ Feature: Slow links: latency on a link of the stack, without netem
     Then a "hive.registered" event marked recovered for hive "hive-a" is published within 10 seconds
     And every worker of hive "hive-a" is ready in /v1/workers within 10 seconds
     And hive "hive-a" serves completions again within 10 seconds
+
+  @p1
+  Scenario: reset_peer mid-stream on orchestrator <-> hive: each stream ends exact or with an explicit error, never truncated or duplicated
+    When tenant "tenant-a" starts 8 streamed completions of 60 tokens that are all dispatched within 5 seconds
+    Then some of those jobs were running on hive "hive-a"
+    When the link "orchestrator|hive-a" is reset 300 ms after data flows
+    Then the reset is in effect on the link within 5 seconds
+    And the running completions finish within 20 seconds, each with the mock model's output or an explicit error
+    And no completion was lost or duplicated
+    And the resets reached the hive's connection: it reconnected through the proxy at least once
+    When the link is healed
+    Then hive "hive-a" serves completions again within 10 seconds

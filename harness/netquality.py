@@ -63,14 +63,14 @@ class NetQuality:
         """hive.lost and worker.lost events since the fault was applied."""
         return [e for topic in ("hive.lost", "worker.lost") for e in self.w.events.matching(topic, since=self.mark)]
 
-    def lost_after_toxics(self, hive: str, within_expiry_s: float) -> float:
-        """Seconds from the toxics going on to hive.lost; AssertionError unless it came by expiry + the limit."""
+    def lost_after_toxics(self, peer: str, within_expiry_s: float, topic: str = "hive.lost", field: str = "hive_id") -> float:
+        """Seconds from the toxics going on to `topic` for the peer; AssertionError unless it came by expiry + the limit."""
         expiry = heartbeat_expiry_s()
-        event = self.w.wait_event("hive.lost", expiry + within_expiry_s + 1.0, since=self.mark, hive_id=hive)
+        event = self.w.wait_event(topic, expiry + within_expiry_s + 1.0, since=self.mark, **{field: peer})
         after = event["_arrived"] - self.toxics_at
         assert after <= expiry + self.w.scaled(within_expiry_s), (
-            f"hive {hive} lost {after:.3f}s after the latency began: more than {within_expiry_s}s past the "
-            f"{expiry:.2f}s expiry")
+            f"{topic} for {peer} {after:.3f}s after the {self.fault.kind} began: more than {within_expiry_s}s past "
+            f"the {expiry:.2f}s expiry")
         return after
 
     def job_times(self, jobs: int, tokens: int, rounds: int = 4, per_hive: int = 3) -> dict[str, float]:
@@ -112,3 +112,14 @@ class NetQuality:
         assert hive in times and other in times, f"completions not served by both {hive} and {other}: {times}"
         assert abs(times[hive] - times[other]) <= slack_s, f"{hive} vs {other} medians differ: {times}"
         return times
+
+    def reset_outcome(self) -> dict:
+        """How the streams of the scenario ended under reset_peer, and the service links the proxy accepted."""
+        from harness.nemesis.steering import server
+        done = [c for c in self.w.client.completions if c.stream]
+        accepted = server().call(lambda: self.fault.steering.proxy.accepted)
+        return {"service_links_accepted": accepted, "streams": len(done),
+                "exact": sum(1 for c in done if c.ok), "explicit_error": sum(1 for c in done if c.error),
+                "errors": sorted({(c.error or {}).get("code", "") for c in done if c.error}),
+                "redispatched": len(self.w.events.matching("job.redispatched", since=self.mark)),
+                "hive_lost": len(self.w.events.matching("hive.lost", since=self.mark))}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import json
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ from harness.soak_load import LoadPlan, SoakLoad
 
 MARK_TOPICS = ("worker.lost", "worker.registered", "hive.lost", "hive.registered", "job.redispatched")
 BUGS = {"dup-final": {"dup_final_after_reconnect": True}}   # deliberate bugs, for @selftest only
+REVISION_ENV = "APIARY_SOAK_REVISION"   # draw (and record) schedules as if at another git revision
 
 
 @dataclass
@@ -37,6 +39,12 @@ class SoakSpec:
     bug: str | None = None
     name: str = "soak"
     images: dict = field(default_factory=dict)   # image ids, recorded with the schedule
+
+
+def schedule_revision(revision: str) -> str:
+    """The revision schedules are drawn with: $APIARY_SOAK_REVISION when set (what would another revision
+    play? the self-test proves its schedule does not depend on it), else the checkout's own."""
+    return os.environ.get(REVISION_ENV) or revision
 
 
 def make_schedule(spec: SoakSpec, revision: str) -> tuple[list[dict], dict]:
@@ -130,6 +138,7 @@ def run_soak(stack: Any, out_dir: Path, spec: SoakSpec, policy: dict, revision: 
     from harness.nemesis.generator import schedule_json
     from harness.nemesis.player import FaultPlayer
     out_dir.mkdir(parents=True, exist_ok=True)
+    revision = schedule_revision(revision)
     schedule, meta = make_schedule(spec, revision)
     (out_dir / "schedule.json").write_text(schedule_json(schedule, meta))
     say(f"[{spec.name}] seed {spec.seed}, profile {spec.profile}: {len(schedule)} faults over {spec.duration_s:.0f}s, "

@@ -37,7 +37,9 @@ def leftovers(client: Any, run_id: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": []}
     for label in RUN_LABELS:
         flt = {"label": f"{label}={run_id}"}
-        out["containers"] += [c.name for c in client.containers.list(all=True, filters=flt)]
+        # sparse: names from the list call itself, so a container removed meanwhile is no 404 (inspect race)
+        out["containers"] += [(c.attrs.get("Names") or [c.id])[0].lstrip("/")
+                              for c in client.containers.list(all=True, filters=flt, sparse=True)]
         out["networks"] += [n.name for n in client.networks.list(filters=flt)]
         out["volumes"] += [v.name for v in client.volumes.list(filters=flt)]
     return out

@@ -3,6 +3,7 @@ toxics on one link of the stack, steered through the harness's proxy while activ
 from behave import then, when
 
 from harness.netquality import NetQuality
+from harness.netquality_front import record
 
 
 def nq(context) -> NetQuality:
@@ -48,3 +49,35 @@ def step_heal(context):
 @when('the link "{link}" runs through the proxy')
 def step_steer(context, link):
     nq(context).steer(link)
+
+
+@when('the link "{link}" is blackholed')
+def step_blackhole(context, link):
+    nq(context).degrade("blackhole", link)
+
+
+@then("the blackhole is in effect on the link within {s:g} seconds")
+def step_blackhole_verified(context, s):
+    nq(context).verified(s)
+
+
+@then('a "worker.lost" event for worker "{worker}" is published within {s:g} seconds of the heartbeat expiry')
+def step_worker_lost_after_expiry(context, worker, s):
+    after = nq(context).lost_after_toxics(worker, s, topic="worker.lost", field="worker_id")
+    record(context.world, "blackhole_detected", {"worker": worker, "lost_after_s": round(after, 3)})
+
+
+@when('the link "{link}" is reset {ms:d} ms after data flows')
+def step_reset_peer(context, link, ms):
+    nq(context).degrade("reset_peer", link, timeout=ms)
+
+
+@then("the reset is in effect on the link within {s:g} seconds")
+def step_reset_verified(context, s):
+    nq(context).verified(s)
+
+
+@then("the resets reached the hive's connection: it reconnected through the proxy at least once")
+def step_reset_reached(context):
+    f = record(context.world, "reset_peer", nq(context).reset_outcome())
+    assert f["service_links_accepted"] >= 2, f"the hive never reconnected through the proxy: {f}"

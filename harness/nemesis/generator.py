@@ -10,6 +10,15 @@ stable across processes; `hash()` is not used). An arrival that breaks a rule is
   "partition hive-a|worker-a1";
 - every fault ends by duration_s - quiet_s, and none starts before start_after_s.
 Times are kept in whole milliseconds inside, so the rules hold exactly on the rounded values written out.
+
+Two optional profile keys, for schedules that must do one thing every time (the checker's self-test):
+- `required`: faults `{start_s, duration_s, kind, target, params}` that are always in the schedule, at
+  those times. They count for max_overlap, and while one is active no drawn fault may touch any of its
+  services (a drawn pause of worker-a1 during a required partition hive-a|worker-a1 is dropped), so the
+  player never skips a required fault as "target busy". A soak too short to hold one is an error.
+- `pin_revision: true`: the git revision is left out of the seed, so seed + profile give the same
+  schedule on every revision. Without it (every shipped profile but selftest) the revision is part of
+  the seed and each revision explores new schedules; a profile without these keys seeds as before.
 """
 from __future__ import annotations
 
@@ -23,14 +32,18 @@ from typing import Any, Iterable
 import yaml
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
-DEFAULT_KINDS = ("partition", "loss", "pause", "kill", "restart", "oom", "storage-read-only", "storage-corrupt")
-LINK_KINDS = ("partition",)                # these take a link target "a|b" (b may be "*"); others a service
-TOP_KEYS = {"kinds", "rate_per_min", "max_overlap", "min_duration_s", "max_duration_s", "quiet_s", "start_after_s"}
-REQUIRED_TOP = TOP_KEYS - {"start_after_s"}
+QUALITY_KINDS = ("latency", "bandwidth", "slicer", "slow_close", "limit_data", "reset_peer", "blackhole")
+DEFAULT_KINDS = ("partition", "loss", "pause", "kill", "restart", "oom", "storage-read-only", "storage-corrupt",
+                 *QUALITY_KINDS)
+LINK_KINDS = ("partition", *QUALITY_KINDS)  # these take a link target "a|b" (b may be "*" but for QUALITY_KINDS)
+TOP_KEYS = {"kinds", "rate_per_min", "max_overlap", "min_duration_s", "max_duration_s", "quiet_s", "start_after_s",
+            "required", "pin_revision"}
+REQUIRED_TOP = TOP_KEYS - {"start_after_s", "required", "pin_revision"}
 KIND_KEYS = {"weight", "targets", "params"}
 ITEM_KEYS = ("start_s", "duration_s", "kind", "target", "params")
 SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-KNOWN_PARAM_CHOICES = {("partition", "direction"): {"both", "a->b", "b->a"}}
+KNOWN_PARAM_CHOICES = {("partition", "direction"): {"both", "a->b", "b->a"},
+                       **{(k, "stream"): {"upstream", "downstream", "both"} for k in QUALITY_KINDS}}
 
 
 def _fail(source: str, key: str, why: str) -> None:
@@ -52,6 +65,8 @@ def _check_target(kind: str, target: Any, key: str, source: str) -> None:
         ok = len(parts) == 2 and SERVICE_RE.match(parts[0]) and (parts[1] == "*" or SERVICE_RE.match(parts[1]))
         if not ok or parts[0] == parts[1]:
             _fail(source, key, f"{kind} needs a link target 'a|b' or 'a|*', not {target!r}")
+        if kind in QUALITY_KINDS and parts[1] == "*":
+            _fail(source, key, f"{kind} needs one link 'a|b' (a proxy steers one connection), not {target!r}")
     elif len(parts) != 1 or not SERVICE_RE.match(target):
         _fail(source, key, f"{kind} needs a service name target, not {target!r}")
 
@@ -133,7 +148,48 @@ def validate_profile(profile: Any, source: str = "<profile>", known_kinds: Itera
     if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 1:
         _fail(source, "max_overlap", f"must be an integer >= 1, not {overlap!r}")
     out["max_overlap"] = overlap
+    if "pin_revision" in profile:                  # absent keys stay absent: they would change the seed
+        if not isinstance(profile["pin_revision"], bool):
+            _fail(source, "pin_revision", f"must be true or false, not {profile['pin_revision']!r}")
+        out["pin_revision"] = profile["pin_revision"]
+    if "required" in profile:
+        out["required"] = _check_required(profile["required"], out, source)
     return out
+
+
+def _check_required(items: Any, prof: dict, source: str) -> list[dict]:
+    """Validate the required faults (kinds of the profile, concrete params, the overlap rules among them)."""
+    if not isinstance(items, list):
+        _fail(source, "required", f"must be a list of faults, not {type(items).__name__}")
+    out = []
+    for i, item in enumerate(items):
+        key = f"required[{i}]"
+        if not isinstance(item, dict) or not set(ITEM_KEYS) - {"params"} <= set(item) <= set(ITEM_KEYS):
+            got = sorted(item) if isinstance(item, dict) else type(item).__name__
+            _fail(source, key, f"a required fault has keys {list(ITEM_KEYS)} (params optional), got {got}")
+        if item["kind"] not in prof["kinds"]:
+            _fail(source, f"{key}.kind", f"{item['kind']!r} is not one of this profile's kinds")
+        _check_target(item["kind"], item["target"], f"{key}.target", source)
+        if not _is_number(item["start_s"]) or item["start_s"] < prof["start_after_s"]:
+            _fail(source, f"{key}.start_s", f"must be a number >= start_after_s ({prof['start_after_s']})")
+        if not _is_number(item["duration_s"]) or item["duration_s"] <= 0:
+            _fail(source, f"{key}.duration_s", f"must be a number > 0, not {item['duration_s']!r}")
+        params = item.get("params") or {}
+        if not isinstance(params, dict) or not all(isinstance(v, (str, int, float, bool)) for v in params.values()):
+            _fail(source, f"{key}.params", "must be a mapping of concrete values (no choices or ranges)")
+        for name, value in params.items():
+            _check_param(item["kind"], name, value, f"{key}.params.{name}", source)
+        out.append({"start_ms": round(item["start_s"] * 1000), "dur_ms": round(item["duration_s"] * 1000),
+                    "kind": item["kind"], "target": item["target"], "params": dict(params)})
+    out.sort(key=lambda r: r["start_ms"])
+    kept: list[dict] = []
+    for i, r in enumerate(out):
+        if not _fits(kept, r["start_ms"], r["dur_ms"], r["target"], prof["max_overlap"]):
+            _fail(source, "required", f"{r['kind']} {r['target']} at {r['start_ms'] / 1000}s overlaps another "
+                  f"required fault on its target or makes more than max_overlap ({prof['max_overlap']}) at once")
+        kept.append(_kept(r["start_ms"], r["dur_ms"], r["target"], True))
+    return [{"start_s": r["start_ms"] / 1000, "duration_s": r["dur_ms"] / 1000, "kind": r["kind"],
+             "target": r["target"], "params": r["params"]} for r in out]
 
 
 def load_profile(path_or_name: str, known_kinds: Iterable[str] | None = None) -> dict:
@@ -177,11 +233,36 @@ def conflict_key(target: str) -> str:
     return "|".join(sorted(parts)) if len(parts) == 2 else target
 
 
+def services_of(target: str) -> set[str]:
+    """The services a target touches ("*" stands for every service)."""
+    return set(target.split("|"))
+
+
+def _kept(start_ms: int, dur_ms: int, target: str, required: bool = False) -> dict:
+    return {"start": start_ms, "end": start_ms + dur_ms, "key": conflict_key(target),
+            "services": services_of(target), "required": required}
+
+
+def _fits(kept: list[dict], start_ms: int, dur_ms: int, target: str, max_overlap: int) -> bool:
+    """Whether a fault over [start, start + dur) keeps the rules with the faults kept so far: at most
+    max_overlap at any instant, no shared target, no shared service with a required fault."""
+    end, key, services = start_ms + dur_ms, conflict_key(target), services_of(target)
+    over = [k for k in kept if k["start"] < end and k["end"] > start_ms]
+    if any(k["key"] == key for k in over):
+        return False
+    if any(k["required"] and (k["services"] & services or "*" in k["services"] | services) for k in over):
+        return False
+    points = [start_ms] + [k["start"] for k in over if k["start"] > start_ms]
+    return all(sum(k["start"] <= p < k["end"] for k in over) < max_overlap for p in points)
+
+
 def generate(seed: int, profile: dict, duration_s: float, revision: str = "") -> list[dict]:
     """Return the schedule for (seed, profile, revision) over duration_s seconds, sorted by start_s."""
     prof = validate_profile(profile)
     if not _is_number(duration_s) or duration_s <= 0:
         raise ValueError(f"duration_s must be a number > 0, not {duration_s!r}")
+    if prof.get("pin_revision"):
+        revision = "pinned"
     rng = random.Random(f"{seed}:{revision}:{canonical_json(prof)}")
     kinds = sorted(prof["kinds"])
     weights = [prof["kinds"][k]["weight"] for k in kinds]
@@ -189,8 +270,12 @@ def generate(seed: int, profile: dict, duration_s: float, revision: str = "") ->
     lo_ms, hi_ms = round(prof["min_duration_s"] * 1000), round(prof["max_duration_s"] * 1000)
     end_by_ms = round((duration_s - prof["quiet_s"]) * 1000)
     t_ms = float(prof["start_after_s"] * 1000)
-    active: list[tuple[int, str]] = []             # (end_ms, conflict key) of faults kept so far
-    schedule: list[dict] = []
+    schedule = [dict(r) for r in prof.get("required", [])]
+    kept = [_kept(round(r["start_s"] * 1000), round(r["duration_s"] * 1000), r["target"], True) for r in schedule]
+    for i, k in enumerate(kept):
+        if k["end"] > end_by_ms:
+            raise ValueError(f"required[{i}] ({schedule[i]['kind']} {schedule[i]['target']}) ends at {k['end'] / 1000}s"
+                             f", inside the quiet period of a {duration_s}s soak: the soak is too short for it")
     while True:
         t_ms += rng.expovariate(rate_per_ms)
         start_ms = round(t_ms)
@@ -201,14 +286,12 @@ def generate(seed: int, profile: dict, duration_s: float, revision: str = "") ->
         target = body["targets"][rng.randrange(len(body["targets"]))]
         dur_ms = rng.randint(lo_ms, hi_ms)
         params = {name: _draw_param(rng, body["params"][name]) for name in sorted(body["params"])}
-        active = [(end, key) for end, key in active if end > start_ms]
-        if (start_ms + dur_ms > end_by_ms or len(active) >= prof["max_overlap"]
-                or any(key == conflict_key(target) for _, key in active)):
+        if start_ms + dur_ms > end_by_ms or not _fits(kept, start_ms, dur_ms, target, prof["max_overlap"]):
             continue                                 # dropped, not shifted
-        active.append((start_ms + dur_ms, conflict_key(target)))
+        kept.append(_kept(start_ms, dur_ms, target))
         schedule.append({"start_s": start_ms / 1000, "duration_s": dur_ms / 1000, "kind": kind,
                          "target": target, "params": params})
-    return schedule
+    return sorted(schedule, key=lambda item: item["start_s"])        # stable: a required fault first on a tie
 
 
 def schedule_json(schedule: list[dict], meta: dict) -> str:

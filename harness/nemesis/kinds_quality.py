@@ -11,7 +11,9 @@ verify(): src's own connection runs through the proxy, and a probe shows the tox
 greeting exchanged with dst's listener across the steered link, timed (dst's first 10 bytes take the
 downstream delay, its answer to ours a round trip), against the same probe made directly before the
 steering. bandwidth: a transfer through the twin proxy (same toxics, same namespaces, a sink in dst's
-namespace for upstream), timed. The other kinds prove the steering and their toxics on the proxy.
+namespace for upstream), timed. reset_peer, limit_data and blackhole: a probe through the twin proxy
+(quality_probes.py) gets ECONNRESET, exactly `bytes` then the end, or no bytes. slicer and slow_close
+prove the steering and their toxics on the proxy.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any
 
 from harness.errors import NemesisError
 from harness.nemesis.protocol import ROLE_RANK, ActiveFault, FaultKind, check_number, is_docker, peers, poll, register, role, services_of
+from harness.nemesis.quality_probes import probe_limit, probe_reset, probe_silent
 from harness.nemesis.steering import Steering, link_ends, steer, steered
 
 
@@ -91,6 +94,41 @@ class BandwidthFault(Degraded):
                 out[stream] = {"kb_s": None if got is None else round(got, 1), "bytes": size}
                 ok = ok and got is not None and abs(got - rate) <= rate * self.params["rate_tolerance"]
         return ok, {"want_kb_s": rate, "observed": out, "via": self.steering.twin.listen}
+
+
+class TwinProbed(Degraded):
+    """A fault proved by a probe connection through the steering's twin proxy (harness/nemesis/quality_probes.py)."""
+
+    def probe(self) -> tuple[bool, dict]:
+        if self.params["toxicity"] < 1:
+            return True, {"skipped": "toxicity < 1: a probe link may draw no toxic"}
+        s = self.steering
+        held, evidence = self.twin_probe(s.sockets.make, s.src_ip, s.twin.listen)
+        return held, {**evidence, "via": s.twin.listen}
+
+    def twin_probe(self, sock_of, src_ip: str, addr: str) -> tuple[bool, dict]:
+        raise NotImplementedError
+
+
+class ResetFault(TwinProbed):
+    def twin_probe(self, sock_of, src_ip, addr):
+        return probe_reset(sock_of, src_ip, addr, self.params["timeout"] / 1000 + 2)
+
+
+class LimitFault(TwinProbed):
+    def twin_probe(self, sock_of, src_ip, addr):
+        out, ok = {}, True
+        for stream in ("downstream", "upstream"):
+            if self.expected(stream):
+                held, out[stream] = probe_limit(sock_of, src_ip, addr, stream, int(self.params["bytes"]), 5)
+                ok = ok and held
+        return ok, out
+
+
+class BlackholeFault(TwinProbed):
+    def twin_probe(self, sock_of, src_ip, addr):
+        window = 0.5 if not self.params["timeout"] else min(0.5, self.params["timeout"] / 1000 / 2)
+        return probe_silent(sock_of, src_ip, addr, window)
 
 
 def tolerance_ms(params: dict) -> tuple[float, float]:
@@ -184,10 +222,11 @@ class BandwidthKind(QualityKind):
         check_number(self.name, params, "rate_tolerance", 0.01, 1)
 
 
-def simple_kind(kind_name: str, toxic: str, attrs: dict, doc: str, stream: str = "both") -> type[QualityKind]:
-    """A quality kind proved by its steering and its toxics on the proxy (no measured figure yet)."""
+def simple_kind(kind_name: str, toxic: str, attrs: dict, doc: str, stream: str = "both",
+                active: type[Degraded] = Degraded) -> type[QualityKind]:
+    """A quality kind whose verify() is `active`'s probe (Degraded: its steering and toxics on the proxy only)."""
     cls = type(f"{kind_name.title().replace('_', '')}Kind", (QualityKind,), {
-        "__doc__": doc, "name": kind_name, "toxic_type": toxic, "attributes": tuple(attrs),
+        "__doc__": doc, "name": kind_name, "toxic_type": toxic, "attributes": tuple(attrs), "active": active,
         "defaults": {**attrs, **QualityKind.common, "stream": stream}})
     return register(cls)
 
@@ -195,8 +234,9 @@ def simple_kind(kind_name: str, toxic: str, attrs: dict, doc: str, stream: str =
 simple_kind("slicer", "slicer", {"average_size": 64, "size_variation": 32, "delay": 1000},
             "Cut every write on the link into pieces of about average_size bytes, delay µs apart.")
 simple_kind("slow_close", "slow_close", {"delay": 1000}, "Pass the link's close on `delay` ms late.")
-simple_kind("limit_data", "limit_data", {"bytes": 65536}, "Close the link after `bytes` bytes.", "downstream")
+simple_kind("limit_data", "limit_data", {"bytes": 65536}, "Close the link after `bytes` bytes.", "downstream",
+            LimitFault)
 simple_kind("reset_peer", "reset_peer", {"timeout": 0}, "Reset the link (RST) `timeout` ms after data flows.",
-            "upstream")
+            "upstream", ResetFault)
 simple_kind("blackhole", "timeout", {"timeout": 0},
-            "Drop everything on the link; close it after `timeout` ms (0: only when healed).")
+            "Drop everything on the link; close it after `timeout` ms (0: only when healed).", "both", BlackholeFault)

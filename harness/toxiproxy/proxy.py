@@ -50,7 +50,7 @@ class Stream:
     async def read_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while self.queued >= QUEUE_BYTES:
+            while self.queued >= self.link.proxy.read_ahead:
                 self.space.clear()
                 await self.space.wait()
             data = await self.reader.read(CHUNK_BYTES)
@@ -187,6 +187,9 @@ class Link:
                 writer.transport.abort()
             else:
                 writer.close()
+        if self in self.proxy.links:
+            for d, st in self.streams.items():
+                self.proxy.carried[d] = self.proxy.carried.get(d, 0) + st.bytes
         self.proxy.links.discard(self)
 
     async def release(self, hold_s: float) -> bool:
@@ -243,6 +246,8 @@ class Proxy:
         self.toxics: dict[str, Toxic] = {}
         self.links: set[Link] = set()
         self.accepted = 0
+        self.carried: dict[str, int] = {}     # bytes per stream of the links that closed
+        self.read_ahead = QUEUE_BYTES         # per stream: a smaller one leaves a slow link's backlog with its sender
         self.server: asyncio.base_events.Server | None = None
 
     def to_json(self) -> dict:

@@ -28,12 +28,15 @@ def test_help_prints_without_a_venv_and_documents_exit_4(tmp_path):
 
 
 def test_list_works_without_a_venv_and_starts_nothing(tmp_path):
+    reports_before = sorted(p.name for p in (ROOT / "reports").iterdir()) if (ROOT / "reports").is_dir() else []
     proc = script(tmp_path, "--list", "--tags", "@smoke", "-k", "Malformed")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("features/validation.requests.feature:9 ") and "@smoke" in lines[0]
     assert lines[-1].startswith("1 scenario(s) in 1 feature file(s) selected (parsed with ")
-    assert not list(tmp_path.glob("reports*")) and not (ROOT / "reports" / "latest").samefile(tmp_path)
+    assert not list(tmp_path.glob("reports*"))
+    reports_after = sorted(p.name for p in (ROOT / "reports").iterdir()) if (ROOT / "reports").is_dir() else []
+    assert [n for n in reports_after if n not in reports_before and n.startswith("20")] == [], "a run dir was made"
 
 
 @pytest.mark.parametrize("argv", [["--list", "features/no-such.feature"], ["--list", "--no-such-option"]])

@@ -1,5 +1,5 @@
 """The link-quality kinds against the real compose stack: apply -> verify held (latency measured by the
-ZMTP greeting probe, bandwidth by a transfer) -> heal -> no steering rule left in the source container,
+ZMTP greeting probe, bandwidth by a transfer, reset_peer/limit_data/blackhole by a probe through the twin) -> heal -> no steering rule left in the source container,
 no proxy left, the stack ready. One stack for the module, torn down in a finally; skipped without an engine."""
 import secrets
 
@@ -33,6 +33,9 @@ def nat_rules(stack, service: str) -> str:
     ("latency", "orchestrator|hive-b", {"latency": 30}),
     ("latency", "hive-a|worker-a1", {"latency": 20, "stream": "downstream"}),
     ("bandwidth", "hive-a|worker-a2", {"rate": 30}),
+    ("reset_peer", "hive-b|worker-b1", {"timeout": 200}),
+    ("limit_data", "hive-b|worker-b2", {"bytes": 4096, "stream": "both"}),
+    ("blackhole", "hive-a|worker-a1", {"timeout": 0, "stream": "downstream"}),
 ])
 def test_quality_kind_cycle(stack, kind, target, params):
     fault = lookup(kind).apply(stack, target, **params)
