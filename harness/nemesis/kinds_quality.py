@@ -17,6 +17,8 @@ prove the steering and their toxics on the proxy.
 """
 from __future__ import annotations
 
+import abc
+
 from typing import Any
 
 from harness.errors import NemesisError
@@ -106,8 +108,9 @@ class TwinProbed(Degraded):
         held, evidence = self.twin_probe(s.sockets.make, s.src_ip, s.twin.listen)
         return held, {**evidence, "via": s.twin.listen}
 
+    @abc.abstractmethod
     def twin_probe(self, sock_of, src_ip: str, addr: str) -> tuple[bool, dict]:
-        raise NotImplementedError
+        """Probe through the twin proxy at addr from src_ip; return (held, evidence)."""
 
 
 class ResetFault(TwinProbed):
