@@ -17,6 +17,7 @@ from typing import Any, Callable
 import requests
 
 from harness.client import ApiClient
+from harness.deadline import ScenarioTimeout, ScenarioWatchdog
 from harness.events import EventSubscriber
 from harness.history import History
 from harness.soak_judge import judge
@@ -25,6 +26,8 @@ from harness.soak_load import LoadPlan, SoakLoad
 MARK_TOPICS = ("worker.lost", "worker.registered", "hive.lost", "hive.registered", "job.redispatched")
 BUGS = {"dup-final": {"dup_final_after_reconnect": True}}   # deliberate bugs, for @selftest only
 REVISION_ENV = "APIARY_SOAK_REVISION"   # draw (and record) schedules as if at another git revision
+PLAY_SLACK_S = 120       # the play phase's watchdog: schedule + quiet tail + this, then stacks and a failed soak
+HEAL_LIMIT_S = 180       # heal_all() and stopping the load: past this the soak is interrupted (stacks written)
 
 
 @dataclass
@@ -132,6 +135,20 @@ def wait_recovered(stack: Any, client: ApiClient, limit_s: float, tag: str) -> f
     return None
 
 
+def watchdog(limit_s: float, out_dir: Path, what: str) -> ScenarioWatchdog | None:
+    """A SIGALRM watchdog on a soak phase (main thread only: elsewhere the runner's own limit is the backstop)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    dog = ScenarioWatchdog(limit_s, out_dir)
+    dog.arm(what)
+    return dog
+
+
+def stop_dog(dog: ScenarioWatchdog | None) -> None:
+    if dog is not None:
+        dog.disarm()
+
+
 def run_soak(stack: Any, out_dir: Path, spec: SoakSpec, policy: dict, revision: str,
              say: Callable[[str], None] = print) -> dict:
     """Play one soak and judge it; returns soak.json's content (its 'passed' is the soak's verdict)."""
@@ -152,12 +169,22 @@ def run_soak(stack: Any, out_dir: Path, spec: SoakSpec, policy: dict, revision: 
     load = SoakLoad(client, spec.plan, spec.seed, tag=f"s{spec.seed % 10000}").start(spec.duration_s)
     t0 = time.monotonic()
     tail_s = spec.plan.try_timeout_s * spec.plan.max_tries + 30
+    overran = None
+    play_dog = watchdog(spec.duration_s + 60 + tail_s + PLAY_SLACK_S, out_dir, f"{spec.name} seed {spec.seed}: play")
     try:
         played = player.play(schedule, deadline_s=spec.duration_s + 60)
         load.finish(spec.duration_s - (time.monotonic() - t0) + tail_s)   # the quiet tail: load, no faults
+    except ScenarioTimeout as exc:            # a call that hung (stacks written): heal, then judge it failed
+        overran, played = str(exc), player.results()
+        say(f"[{spec.name}] {overran}")
     finally:
-        unhealed = player.heal_all()
-        stats = load.stop(tail_s)
+        stop_dog(play_dog)
+        heal_dog = watchdog(HEAL_LIMIT_S + tail_s, out_dir, f"{spec.name} seed {spec.seed}: heal")
+        try:
+            unhealed = player.heal_all()
+            stats = load.stop(tail_s)
+        finally:
+            stop_dog(heal_dog)
     healed_at = time.monotonic()
     history.record("soak", "info", "healed", {"unhealed": unhealed})
     limit = float(policy["soak"]["max_recovery_s"])
@@ -169,7 +196,7 @@ def run_soak(stack: Any, out_dir: Path, spec: SoakSpec, policy: dict, revision: 
     events.stop()
     evs = events.events
     result = judge(ops, played, ledgers, missing, lookups, policy["soak"], recovery_s=recovery_s,
-                   unhealed=unhealed, elapsed_s=healed_at - t0, load_stats=asdict(stats))
+                   unhealed=unhealed, elapsed_s=healed_at - t0, load_stats=asdict(stats), overran=overran)
     result.update(name=spec.name, seed=spec.seed, profile=spec.profile, duration_s=spec.duration_s,
                   bug=spec.bug, git_revision=revision, replayed=meta["replayed"])
     write_artifacts(out_dir, history, evs, ledgers, lookups, result)

@@ -64,7 +64,8 @@ def availability(reqs: dict[str, dict], intervals: list[dict]) -> tuple[float | 
 
 
 def judge(ops: list[dict], played: list[dict], ledgers: dict, missing: dict, lookups: dict, limits: dict, *,
-          recovery_s: float | None, unhealed: list[str], elapsed_s: float, load_stats: dict) -> dict:
+          recovery_s: float | None, unhealed: list[str], elapsed_s: float, load_stats: dict,
+          overran: str | None = None) -> dict:
     """soak.json's content: the checker's verdict, each gate check with its figure, and passed."""
     from harness.checkers.independent import check_soak, compose
     from services.protocol import generate_text
@@ -94,6 +95,8 @@ def judge(ops: list[dict], played: list[dict], ledgers: dict, missing: dict, loo
                                       f"(limit {limits['max_unverified_faults']}): "
                                       f"{[(i['kind'], i['target']) for i in unverified][:10]}"
                                       + (f"; could not undo: {unhealed}" if unhealed else "")},
+        "finished": {"passed": overran is None,
+                     "detail": overran or "the schedule and the load ended within the soak's watchdog limit"},
     }
     minutes = max(elapsed_s, 1e-9) / 60
     return {"passed": all(c["passed"] for c in checks.values()), "checks": checks, "verdict": verdict,

@@ -179,6 +179,10 @@ class FaultPlayer:
                 return None
             self.sleep(min(MAX_SLEEP_S, (when if deadline is None else min(when, deadline)) - now))
 
+    def results(self) -> list[dict]:
+        """Each item's result so far, in schedule order (what play() returns, also after an interruption)."""
+        return [self._results[i] for i in sorted(self._results)]
+
     def heal_all(self) -> list[str]:
         """Heal whatever is still active (idempotent); returns what could not be undone."""
         left: list[str] = []

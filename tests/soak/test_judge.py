@@ -91,3 +91,8 @@ def test_a_clean_soak_passes_every_check():
     r = judge(h.ops, [{}], {"worker-a1": [dict(entry, event="start"), entry]}, {}, {"j-x": {"state": "completed"}},
               LIMITS, recovery_s=1.0, unhealed=[], elapsed_s=10, load_stats={})
     assert r["passed"], r["checks"]
+    overran = judge(h.ops, [{}], {"worker-a1": [dict(entry, event="start"), entry]}, {}, {"j-x": {"state": "completed"}},
+                    LIMITS, recovery_s=1.0, unhealed=[], elapsed_s=10, load_stats={},
+                    overran="soak seed 1: play did not finish within 300s (stacks in stacks-1.txt)")
+    assert not overran["passed"] and not overran["checks"]["finished"]["passed"]
+    assert "stacks-1.txt" in overran["checks"]["finished"]["detail"]
