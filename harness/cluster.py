@@ -17,13 +17,14 @@ from typing import Any
 from harness.compose import compose_command, compose_major, run_cmd
 from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
 from harness.secrets import curve_root, read_api_keys, remove_run_secrets, secrets_dir, write_run_secrets
-from harness.stackops import (API_KEYS, NET_ADMIN_SERVICES, NETWORKS, ORCHESTRATOR_PORTS, ROOT,
+from harness.stack import compose_file
+from harness.stackops import (API_KEYS, NET_ADMIN_SERVICES, NETWORKS, ORCHESTRATOR_PORTS, TOPOLOGY,
                               SERVICES, SHORT_NETWORKS, StackOps, answers_health, free_port, http_port,
                               project_name)
 from harness.startup import dependency_levels, http_healthy, start_container, start_in_order
 from harness.sweep import RUN_LABELS, sweep
 
-COMPOSE_FILE = ROOT / "docker-compose.integration.yml"
+COMPOSE_FILE = compose_file()      # $APIARY_COMPOSE_FILE or the repository's docker-compose.integration.yml
 
 
 def docker_client(timeout_s: float = 30):
@@ -54,6 +55,7 @@ class Cluster(StackOps):
         self.compose_cmd = compose or compose_command()
         self.image_tag = image_tag
         self.api_keys = dict(api_keys or API_KEYS)
+        self.topology = TOPOLOGY
         self.services = list(SERVICES)
         self.networks = {short: self.network_name(short) for short in SHORT_NETWORKS}
         self.client = client or docker_client()

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 
-from harness.stackops import API_KEYS, ROOT, SERVICES, StackOps, answers_health, free_port, keys_env, make_curve_keys
+from harness.stackops import (API_KEYS, ROOT, SERVICES, TOPOLOGY, StackOps, answers_health, free_port, keys_env,
+                              make_curve_keys, project_name)
 from harness.errors import EnvironmentSetupError, NemesisError
 
 MODULES = {"orchestrator": "services.orchestrator", "hive": "services.worker_manager", "worker": "services.mock_worker"}
@@ -39,8 +40,10 @@ class LocalCluster(StackOps):
 
     def __init__(self, run_id: str, workdir: Path, api_keys: dict[str, str] | None = None):
         self.run_id = run_id
+        self.project = project_name(run_id)     # what steering and bundles name this stack by
         self.workdir = Path(workdir)
         self.api_keys = dict(api_keys or API_KEYS)
+        self.topology = TOPOLOGY
         self.services = list(SERVICES)
         self.networks: dict[str, str] = {}
         self.ports = {s: {"http": free_port()} for s in self.services}

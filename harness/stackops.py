@@ -10,20 +10,20 @@ from pathlib import Path
 import requests
 
 from harness.errors import EnvironmentSetupError, NemesisError
+from harness.stack import default_topology
 from harness.wait import scaled, wait_until
 from services import protocol as p
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("orchestrator", "hive-a", "hive-b", "worker-a1", "worker-a2", "worker-b1", "worker-b2")
-NETWORKS = {"orchestrator": ("edge", "control"), "hive-a": ("control", "hive-a-net"),
-            "hive-b": ("control", "hive-b-net"), "worker-a1": ("hive-a-net",), "worker-a2": ("hive-a-net",),
-            "worker-b1": ("hive-b-net",), "worker-b2": ("hive-b-net",)}
-SHORT_NETWORKS = ("control", "edge", "hive-a-net", "hive-b-net")
-HTTP_PORTS = {"orchestrator": 8080, "hive-a": 9200, "hive-b": 9200}   # workers: 8001
-ORCHESTRATOR_PORTS = {"http": 8080, "router": 5555, "events": 5557}  # container ports
+# The topology comes from the compose file and its x-apiary: block (harness/stack), nowhere else.
+TOPOLOGY = default_topology()
+SERVICES = TOPOLOGY.names
+NETWORKS = {s: TOPOLOGY.networks_of(s) for s in SERVICES}
+SHORT_NETWORKS = TOPOLOGY.networks
+NET_ADMIN_SERVICES = TOPOLOGY.net_admin_services
+ORCHESTRATOR_PORTS = {"http": 8080, "router": 5555, "events": 5557}  # container ports the compose file publishes
 API_KEYS = {"tenant-a": "key-a", "tenant-b": "key-b", "admin": "key-admin"}
 TRACEBACK = "Traceback (most recent call last)"
-NET_ADMIN_SERVICES = tuple(s for s in SERVICES if s != "orchestrator")
 
 
 def free_port() -> int:
@@ -35,8 +35,15 @@ def free_port() -> int:
 
 
 def http_port(service: str) -> int:
-    """The container HTTP port of a service."""
-    return HTTP_PORTS.get(service, 8001)
+    """The container HTTP port of a service (its x-apiary health port; an added worker: its role's)."""
+    t = TOPOLOGY
+    port = t.health_port(service) if service in t.services else None
+    if port is None:
+        same_role = [x.health_port for x in t.services.values() if x.role == t.role(service) and x.health_port]
+        if not same_role:
+            raise EnvironmentSetupError("topology", f"{t.source}: no health port for {service!r}")
+        port = same_role[0]
+    return port
 
 
 def keys_env(keys: dict[str, str]) -> str:

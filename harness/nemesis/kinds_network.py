@@ -23,14 +23,13 @@ import time
 from typing import Any
 
 from harness.errors import NemesisError
-from harness.nemesis.protocol import (CHAIN, DOWN, HOST_FACING, ROLE_RANK, ActiveFault, FaultKind, check_number, is_docker,
-                                      listen_port, live_networks, net_admin, parse_target, peers, poll, register, role,
+from harness.nemesis.protocol import (CHAIN, DOWN, ActiveFault, FaultKind, check_number, is_docker,
+                                      listen_port, live_networks, net_admin, parse_target, peers, poll, rank, register,
                                       run, services_of, static_networks)
 from harness.nemesis.probes import (BLOCKED, PROBE_CODE, TRAFFIC_CODE, TRAFFIC_CONNECTS, TRAFFIC_WAIT_S,  # noqa: F401
                                     burst_from, container_pid, probe, probe_all)
-from harness.stackops import SHORT_NETWORKS
+from harness.stack import topology_of
 
-CUTTABLE = tuple(n for n in SHORT_NETWORKS if n not in HOST_FACING)
 _tags = itertools.count(1)
 
 
@@ -81,9 +80,10 @@ def ip_on(nets: dict[str, dict], net: str, service: str) -> str:
     return ip
 
 
-def shared(na: dict[str, dict], nb: dict[str, dict]) -> list[str]:
+def shared(na: dict[str, dict], nb: dict[str, dict], stack: Any = None) -> list[str]:
     """Non host-facing networks both live attachment maps contain."""
-    return [n for n in na if n in nb and n in CUTTABLE]
+    cuttable = topology_of(stack).cuttable
+    return [n for n in na if n in nb and n in cuttable]
 
 
 def normalize_direction(direction: Any, a: str, b: str | None) -> str:
@@ -190,7 +190,7 @@ class Partition(FaultKind):
         if not is_docker(stack):
             return []
         svcs = services_of(stack)
-        pairs = [f"{x}|{y}" for x in svcs for y in peers(stack, x) if ROLE_RANK[role(x)] > ROLE_RANK[role(y)]]
+        pairs = [f"{x}|{y}" for x in svcs for y in peers(stack, x) if rank(x, stack) > rank(y, stack)]
         return pairs + [f"{s}|*" for s in svcs if peers(stack, s)]
 
     def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
@@ -223,7 +223,7 @@ class Partition(FaultKind):
     def _disconnect(self, stack, target, p, a, b, others, nets) -> PartitionCut:
         if b == "*":
             cut = a
-            cut_nets = [n for n in nets[a] if n in CUTTABLE]
+            cut_nets = [n for n in nets[a] if n in topology_of(stack).cuttable]
             probes = []
             for n in cut_nets:
                 prober = next((o for o in others if n in nets[o]), None)
@@ -277,7 +277,7 @@ class Partition(FaultKind):
 
 def leaf(a: str, b: str) -> str:
     """The side a two-service partition disconnects: the lower role (worker < hive < orchestrator), b on a tie."""
-    return a if ROLE_RANK[role(a)] < ROLE_RANK[role(b)] else b
+    return a if rank(a) < rank(b) else b
 
 
 def read_script(traffic: tuple[str, int]) -> list[str]:

@@ -22,7 +22,7 @@ import abc
 from typing import Any
 
 from harness.errors import NemesisError
-from harness.nemesis.protocol import ROLE_RANK, ActiveFault, FaultKind, check_number, is_docker, peers, poll, register, role, services_of
+from harness.nemesis.protocol import ActiveFault, FaultKind, check_number, is_docker, peers, poll, rank, register, services_of
 from harness.nemesis.quality_probes import probe_limit, probe_reset, probe_silent
 from harness.nemesis.steering import Steering, link_ends, steer, steered
 
@@ -164,7 +164,7 @@ class QualityKind(FaultKind):
         if not is_docker(stack):
             return []
         return [f"{x}|{y}" for x in services_of(stack) for y in peers(stack, x)
-                if ROLE_RANK[role(x)] == ROLE_RANK[role(y)] + 1]
+                if rank(x, stack) == rank(y, stack) + 1]
 
     def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
         src, dst = link_ends(stack, target)

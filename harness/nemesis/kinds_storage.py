@@ -8,17 +8,19 @@ import time
 from typing import Any
 
 from harness.errors import NemesisError
+from harness.stack import default_topology
 from harness.nemesis.protocol import (ActiveFault, FaultKind, check_number, ensure_running, is_docker, poll, register,
                                       require_running, run, services_of)
 
-SERVICE = "orchestrator"
-DATA_DIR = "/data"
-DB_PATH = "/data/registry.db"
+_STORAGE = default_topology().storage   # x-apiary.storage of the compose file: which volume the kinds touch
+SERVICE = _STORAGE.get("service", "")
+DATA_DIR = _STORAGE.get("dir", "/data")
+DB_PATH = _STORAGE.get("file", f"{DATA_DIR}/registry.db")
 VOLUME_SHELL_TIMEOUT_S = 30
-SERVICE_USER = "10001"            # the images' `apiary` user
+SERVICE_USER = str(_STORAGE.get("user", "0"))     # the uid the service writes as (the write probe runs as it)
 SQLITE_HEADER = b"SQLite format 3\x00"
 WRITE_PROBE = ["sh", "-c", f"touch {DATA_DIR}/.apiary-probe && rm -f {DATA_DIR}/.apiary-probe"]
-MOVED_PREFIX = "registry.db.corrupt-"
+MOVED_PREFIX = DB_PATH.rsplit("/", 1)[-1] + ".corrupt-"
 CORRUPT_EVENT = '"registry.corrupt"'
 
 
@@ -50,7 +52,7 @@ def data_files(stack: Any) -> list[str]:
 
 
 def storage_targets(stack: Any) -> list[str]:
-    return [SERVICE] if is_docker(stack) and SERVICE in services_of(stack) else []
+    return [SERVICE] if SERVICE and is_docker(stack) and SERVICE in services_of(stack) else []
 
 
 def write_probe(stack: Any) -> tuple[int | None, str]:

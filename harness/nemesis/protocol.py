@@ -3,7 +3,7 @@ that can prove it is in effect (verify) and undo itself (heal, idempotent). Kind
 
 Targets are strings: a service ("hive-a"), a link between two services ("orchestrator|hive-a") or a
 service against all its peers ("hive-a|*"). The stack's topology (services, networks, NET_ADMIN) comes
-from harness/stackops.py; live addresses from the stack's inspect().
+from the compose file's x-apiary: block (harness/stack, topology_of); live addresses from the stack's inspect().
 """
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ import time
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from harness.errors import NemesisError
-from harness.stackops import NET_ADMIN_SERVICES, NETWORKS, SHORT_NETWORKS
+from harness.stack import topology_of
 
-HOST_FACING = ("edge",)          # never cut: the harness reaches the stack through it
 CHAIN = "APIARY_NEMESIS"         # the one iptables chain every network fault writes its rules into
-ROLE_RANK = {"worker": 0, "hive": 1, "orchestrator": 2}
-LISTEN_PORTS = {"orchestrator": 5555, "hive": 5556, "worker": 8001}   # a TCP port each role listens on
 DOWN = ("exited", "dead", "created")   # container states of a service that is not running
 POLL_S = 0.05                    # poll interval of every verify (below the house limit of 0.2 s)
 
@@ -168,39 +165,51 @@ def is_docker(stack: Any) -> bool:
 
 
 def services_of(stack: Any) -> list[str]:
-    return list(getattr(stack, "services", None) or NETWORKS)
+    return list(getattr(stack, "services", None) or topology_of(stack).names)
 
 
-def role(service: str) -> str:
-    """orchestrator, hive or worker, from the service name."""
-    return "orchestrator" if service == "orchestrator" else "hive" if service.startswith("hive") else "worker"
+def role(service: str, stack: Any = None) -> str:
+    """The service's role in the topology (x-apiary.services.<name>.role)."""
+    return topology_of(stack).role(service)
 
 
-def listen_port(service: str) -> int:
-    return LISTEN_PORTS[role(service)]
+def rank(service: str, stack: Any = None) -> int:
+    """The rank of the service's role: a link fault moves the lower-ranked side."""
+    return topology_of(stack).rank(service)
+
+
+def listen_port(service: str, stack: Any = None) -> int:
+    return topology_of(stack).listen_port(service)
+
+
+def host_facing(stack: Any = None) -> tuple[str, ...]:
+    """Networks never cut: the harness reaches the stack through them."""
+    return topology_of(stack).host_facing
 
 
 def net_admin(stack: Any, service: str) -> bool:
     """The service's container may change its own iptables rules."""
-    return service in NET_ADMIN_SERVICES
+    t = topology_of(stack)
+    return service in t.services and t.net_admin(service)
 
 
-def static_networks(service: str) -> list[str]:
+def static_networks(service: str, stack: Any = None) -> list[str]:
     """Non host-facing networks of a service in the compose topology."""
-    return [n for n in NETWORKS.get(service, ()) if n not in HOST_FACING]
+    t = topology_of(stack)
+    return t.cuttable_networks(service) if service in t.services else []
 
 
 def peers(stack: Any, service: str) -> list[str]:
-    """Services sharing a non host-facing network with `service`, upstream (orchestrator) first."""
-    mine = set(static_networks(service))
-    found = [s for s in services_of(stack) if s != service and mine & set(static_networks(s))]
-    return sorted(found, key=lambda s: (-ROLE_RANK[role(s)], s))
+    """Services sharing a non host-facing network with `service`, the highest rank first."""
+    mine = set(static_networks(service, stack))
+    found = [s for s in services_of(stack) if s != service and mine & set(static_networks(s, stack))]
+    return sorted(found, key=lambda s: (-rank(s, stack), s))
 
 
 def downstream(stack: Any, service: str) -> list[str]:
-    """Peers one role below (a hive's workers, the orchestrator's hives): what a graceful stop may cascade to."""
-    rank = ROLE_RANK[role(service)]
-    return [s for s in peers(stack, service) if ROLE_RANK[role(s)] == rank - 1]
+    """Peers one rank below (a hive's workers, the orchestrator's hives): what a graceful stop may cascade to."""
+    mine = rank(service, stack)
+    return [s for s in peers(stack, service) if rank(s, stack) == mine - 1]
 
 
 def parse_target(stack: Any, target: str) -> tuple[str, str | None]:
@@ -220,7 +229,7 @@ def parse_target(stack: Any, target: str) -> tuple[str, str | None]:
 def live_networks(stack: Any, service: str) -> dict[str, dict]:
     """Short network name -> {ip, aliases} of the service's current attachments (one inspect)."""
     full_to_short = {}
-    for short in SHORT_NETWORKS:
+    for short in topology_of(stack).networks:
         try:
             full_to_short[stack.network_name(short)] = short
         except Exception:  # noqa: BLE001 - a backend without that network

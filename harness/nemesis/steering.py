@@ -29,7 +29,7 @@ from typing import Any, Callable
 from harness.errors import NemesisError
 from harness.nemesis.kinds_network import add_rules_script, ip_on, networks_of, new_tag, remove_rules_script, shared
 from harness.nemesis.probes import container_pid, in_netns
-from harness.nemesis.protocol import CHAIN, DOWN, ROLE_RANK, listen_port, parse_target, poll, role, run
+from harness.nemesis.protocol import CHAIN, DOWN, listen_port, parse_target, poll, rank, run
 from harness.toxiproxy import ToxiServer, make_toxic
 
 MARK = 0x41504958                 # SO_MARK of the proxy's upstream sockets: the DNAT rule leaves them alone
@@ -213,9 +213,9 @@ def link_ends(stack: Any, target: str) -> tuple[str, str]:
     a, b = parse_target(stack, target)
     if b is None or b == "*":
         raise NemesisError(f"bad target {target!r}: want a link 'a|b'")
-    if ROLE_RANK[role(a)] == ROLE_RANK[role(b)]:
+    if rank(a, stack) == rank(b, stack):
         raise NemesisError(f"bad target {target!r}: {a} and {b} do not connect to each other")
-    return (b, a) if ROLE_RANK[role(a)] > ROLE_RANK[role(b)] else (a, b)
+    return (b, a) if rank(a, stack) > rank(b, stack) else (a, b)
 
 
 def steer_script(rule: str, rst_rule: str, dst_ip: str, port: int) -> list[str]:

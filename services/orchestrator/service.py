@@ -67,7 +67,7 @@ class Orchestrator:
         self.router_endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
         pub = self.ctx.socket(zmq.XPUB)  # subscriptions tell the publisher which events are wanted
         pub.setsockopt(zmq.LINGER, 0)
-        pub.setsockopt(zmq.SNDHWM, 100000)
+        pub.setsockopt(zmq.SNDHWM, self.settings.event_hwm)   # lossy per subscriber: a slow one misses events
         if keys is not None:
             secure_server(pub, keys, "events")
         pub.bind(self.settings.events_bind)
