@@ -24,6 +24,7 @@ import time
 import requests
 
 from bench.common import machine_info, ms, percentile
+from harness.stackops import free_port
 
 RESULT_PATH = os.path.join("reports", "bench", "toxiproxy.json")
 CTX = mp.get_context("fork")
@@ -70,12 +71,6 @@ def proxy_main(api_port: int) -> None:
         await ToxiServer().serve("127.0.0.1", api_port)
         await asyncio.Event().wait()
     asyncio.run(run())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def connect(port: int, mode: bytes) -> socket.socket:

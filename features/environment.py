@@ -13,28 +13,11 @@ from harness.stackops import TRACEBACK
 from harness.deadline import SCENARIO_LIMIT_S, ScenarioWatchdog
 from harness.errors import EnvironmentSetupError
 from harness.gather import bundle_dir, failed_step_text, write_bundle, write_timeline
-from harness.runner import Settings, open_cluster
-
-try:
-    from harness.world import World
-except ImportError:  # the step library is not there yet: scenarios get a world that holds nothing
-    World = None
+from harness.settings import Settings, open_cluster
+from harness.world import World
 
 FAILED = ("failed", "error", "hook_error", "undefined", "cleanup_error")
 MAX_FAILED_RESETS = 3
-
-
-class NullWorld:
-    """Stand-in while harness/world.py is missing: nothing to close, no artifacts."""
-
-    def __init__(self, cluster, settings):
-        self.cluster, self.settings = cluster, settings
-
-    def close(self):
-        return []
-
-    def artifacts(self):
-        return {"world.txt": "harness.world is not importable: no client history/events recorded\n"}
 
 
 def record(context, name: str, entry: dict) -> None:
@@ -79,7 +62,8 @@ def before_scenario(context, scenario):
         scenario.skip(reason)
         return
     context.scenario_started = time.time()
-    context.world = NullWorld(context.cluster, context.settings)   # a failed reset still gets a bundle
+    # a failed reset still gets a bundle: a World with no cluster holds nothing and reads no (maybe dead) stack
+    context.world = World(None, context.settings)
     try:
         context.reset_s = context.cluster.reset()
         context.failed_resets = 0
@@ -88,8 +72,7 @@ def before_scenario(context, scenario):
         if context.failed_resets >= MAX_FAILED_RESETS:   # a dead stack: stop instead of failing slowly
             context._runner.abort(reason=f"the stack could not be reset {MAX_FAILED_RESETS} times in a row")
         raise
-    if World is not None:
-        context.world = World(context.cluster, context.settings)
+    context.world = World(context.cluster, context.settings)
     context.watchdog.arm(scenario.name)
 
 

@@ -10,12 +10,12 @@ import time
 import uuid
 from typing import Any
 
+# The harness's own terminal job states, not services.protocol.TERMINAL_STATES: the kit must not import services/.
+from harness.checkers.independent import TERMINAL
 from harness.load import BackgroundLoad, Burst, latency_summary, write_metrics
 from harness.nemesis.kinds_storage import data_files
 from harness.resources import memory_snapshot
 from harness.world import setting
-
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 class Chaos:
@@ -171,16 +171,13 @@ class Chaos:
         ev = self.w.dispatched_job(timeout_s)
         return ev["worker_id"], ev["job_id"]
 
-    def hive_of(self, worker: str) -> str:
-        return (self.w.worker(worker) or {}).get("hive") or "hive-" + worker.split("-")[1][0]
-
     def oom(self, when: str) -> str:
         """Make the worker of the running background job run out of memory, during inference ('now') or
         while loading a model ('on_load', then a model is provisioned on its hive)."""
         worker, job = self.running_job_worker()
         self.vars.update(oom_worker=worker, oom_job=job, oom_at=time.time())
         if when == "load":
-            hive = self.hive_of(worker)
+            hive = self.w.hive_of(worker)
             self.w.nemesis.proc.set_faults(worker, oom="on_load")
             model = f"oom-load-{uuid.uuid4().hex[:6]}"
             resp = self.w.client.post("/v1/models/provision", tenant="admin", f="provision",

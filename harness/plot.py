@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.stats import percentile
+
 NEMESIS = "nemesis"
 OUTCOME_COLOURS = {"ok": "#2ca02c", "fail": "#d62728", "info": "#ff7f0e"}
 OUTCOME_LABELS = {"ok": "ok", "fail": "fail", "info": "indeterminate (info)", "open": "never completed"}
@@ -99,7 +101,7 @@ def _event_label(event: dict) -> str:
 
 
 def _draw_percentiles(ax: Any, points: list[dict], buckets: int = 120) -> None:
-    """Overlay p50 and p99 latency per time bucket when there are too many points to read one by one."""
+    """Overlay p50 and p99 latency (nearest rank, harness.stats) per time bucket when there are too many points."""
     if len(points) < PERCENTILE_MIN_POINTS:
         return
     import numpy as np
@@ -112,8 +114,8 @@ def _draw_percentiles(ax: Any, points: list[dict], buckets: int = 120) -> None:
         chunk = lat[which == b]
         if chunk.size:
             mids.append((edges[b] + edges[b + 1]) / 2)
-            p50.append(float(np.percentile(chunk, 50)))
-            p99.append(float(np.percentile(chunk, 99)))
+            p50.append(float(percentile(chunk.tolist(), 50)))
+            p99.append(float(percentile(chunk.tolist(), 99)))
     ax.plot(mids, p50, color="black", linewidth=1.5, label="p50", zorder=4)
     ax.plot(mids, p99, color="#08306b", linewidth=1.5, linestyle="-.", label="p99", zorder=4)
 

@@ -93,6 +93,7 @@ UNKNOWN_MODEL = "unknown_model"
 SHUTTING_DOWN = "shutting_down"
 
 WORKER_STATES = ("ready", "busy", "unhealthy", "draining")
+TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})  # job states a job never leaves
 MAX_SLOTS = 2 ** 31 - 1  # a worker's `slots` are 1..MAX_SLOTS (2**64-1 killed the registry's SQLite writer thread)
 WORKER_EVENTS = ("joined", "lost", "left", "unhealthy", "healthy")
 

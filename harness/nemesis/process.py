@@ -8,11 +8,6 @@ import requests
 
 from harness.nemesis.audit import FaultLog
 
-# PUT /faults replaces the whole fault set: these bodies switch every knob off again.
-WORKER_FAULTS_OFF: dict = {}
-HIVE_FAULTS_OFF: dict = {}
-
-
 class ProcessNemesis:
     """Fault verbs over services; remembers what it did so heal() puts every service back running."""
 
@@ -22,7 +17,7 @@ class ProcessNemesis:
         self.http_timeout_s = http_timeout_s
         self._paused: set[str] = set()
         self._down: set[str] = set()       # killed/stopped/crashing by us: start them on heal
-        self._faulted: dict[str, dict] = {}  # service -> off-body to PUT on heal
+        self._faulted: set[str] = set()      # services whose knobs we set: switched off on heal
         self._current: dict[str, dict] = {}  # service -> fault set we last PUT
 
     # ---- container / process verbs ---------------------------------------------------------------
@@ -65,7 +60,7 @@ class ProcessNemesis:
     def restart(self, service: str) -> None:
         self.log.run("restart", {"service": service}, lambda: self.cluster.restart(service))
         self._down.discard(service)
-        self._faulted.pop(service, None)   # a restarted worker starts with its env faults only
+        self._faulted.discard(service)     # a restarted worker starts with its env faults only
         self._current.pop(service, None)
 
     # ---- service fault knobs ------------------------------------------------------------------------
@@ -90,17 +85,17 @@ class ProcessNemesis:
             if resp.status_code >= 400:
                 raise RuntimeError(f"PUT {self.faults_url(service)} {faults} -> {resp.status_code} {resp.text[:300]}")
             return resp.json() if resp.content else None
-        off = HIVE_FAULTS_OFF if "corrupt_downloads" in faults else WORKER_FAULTS_OFF
-        self._faulted[service] = off
+        self._faulted.add(service)
         if any(k in faults for k in ("crash_after_tokens", "oom", "exit_code")):
             self._down.add(service)   # it may die: make sure heal starts it again
         return self.log.run("faults", {"service": service, "faults": faults}, apply)
 
     def clear_faults(self, service: str) -> None:
-        off = self._faulted.pop(service, WORKER_FAULTS_OFF)
+        """Switch every knob of a worker or hive off (PUT /faults replaces the whole set, so an empty one)."""
+        self._faulted.discard(service)
         self._current.pop(service, None)
         self.log.run("clear-faults", {"service": service},
-                     lambda: requests.put(self.faults_url(service), json=off, timeout=self.http_timeout_s).status_code)
+                     lambda: requests.put(self.faults_url(service), json={}, timeout=self.http_timeout_s).status_code)
 
     def crash_after_tokens(self, service: str, tokens: int, exit_code: int = 1) -> dict:
         return self.set_faults(service, crash_after_tokens=tokens, exit_code=exit_code)
@@ -127,7 +122,7 @@ class ProcessNemesis:
             try:
                 if not self.running(s):
                     self.start(s)
-                    self._faulted.pop(s, None)   # a fresh process starts with no runtime faults
+                    self._faulted.discard(s)     # a fresh process starts with no runtime faults
                     self._current.pop(s, None)
                 self._down.discard(s)
             except Exception as exc:  # noqa: BLE001
@@ -137,7 +132,7 @@ class ProcessNemesis:
                 if self.running(s):
                     self.clear_faults(s)
                 else:
-                    self._faulted.pop(s, None)
+                    self._faulted.discard(s)
                     self._current.pop(s, None)
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"clear faults {s}: {exc!r}")

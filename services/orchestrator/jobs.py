@@ -4,9 +4,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.protocol import dumps
+from services.protocol import TERMINAL_STATES, dumps
 
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 RUNNING = frozenset({"dispatched", "running"})  # an attempt is out at a worker
 
 # HTTP status for a job that ended with an error code
@@ -47,7 +46,7 @@ class Job:
     __slots__ = ("id", "tenant", "model", "prompt", "max_tokens", "seed", "stream", "trace_id", "kind", "state",
                  "attempt", "worker_id", "hive_id", "workers", "created", "updated", "t0", "history", "error",
                  "error_message", "parts", "next_seq", "delivered", "completion_tokens", "finish_reason", "done",
-                 "sink", "deadline", "timer", "excluded", "idem", "on_disconnect", "charged", "uncharged")
+                 "sink", "deadline", "timer", "excluded", "idem", "charged", "uncharged")
 
     def __init__(self, job_id: str, tenant: str, model: str, prompt: str, max_tokens: int, seed: int,
                  stream: bool, trace_id: str, kind: str, deadline: float, loop: asyncio.AbstractEventLoop):
@@ -83,11 +82,10 @@ class Job:
         self.timer: asyncio.TimerHandle | None = None
         self.excluded: set[str] | None = None  # workers that rejected this job
         self.idem: tuple | None = None
-        self.on_disconnect = None
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL
+        return self.state in TERMINAL_STATES
 
     @property
     def text(self) -> str:

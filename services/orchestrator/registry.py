@@ -19,11 +19,11 @@ import sqlite3
 import threading
 import time
 
-from services.protocol import dumps, loads
+from services.protocol import TERMINAL_STATES, dumps, loads
 
 log = logging.getLogger("orchestrator.registry")
 
-TERMINAL = ("completed", "failed", "cancelled")
+TERMINAL_PARAMS = tuple(sorted(TERMINAL_STATES))  # the restart query's NOT IN (?,?,?) parameters
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS hives (id TEXT PRIMARY KEY, state TEXT, models TEXT, updated REAL)",
     "CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, hive TEXT, model TEXT, models TEXT, slots INTEGER,"
@@ -170,7 +170,7 @@ class Registry:
         models = [{"name": r[0], "state": r[1], "detail": loads(r[2] or "{}")}
                   for r in conn.execute("SELECT name, state, detail FROM models")]
         now = time.time()
-        rows = conn.execute("SELECT id, history FROM jobs WHERE state NOT IN (?,?,?)", TERMINAL).fetchall()
+        rows = conn.execute("SELECT id, history FROM jobs WHERE state NOT IN (?,?,?)", TERMINAL_PARAMS).fetchall()
         updates = []
         for job_id, history in rows:
             hist = loads(history or "[]")

@@ -17,16 +17,10 @@ from typing import Callable
 
 import zmq
 
+from harness.stackops import free_port  # noqa: F401  (re-exported to the hive and orchestrator fakes)
 from services import protocol as p
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """Return a TCP port the OS reports free."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float, err_msg: str, interval_s: float = 0.01):
