@@ -1,20 +1,20 @@
 """The hive: registers with the orchestrator, tracks its workers, relays jobs and token streams, provisions models.
 
 This file holds its sockets, registration, timing and lifecycle; relay.py what it does with each incoming frame.
+The upstream link (READY, heartbeats, loss, reconnect, dispatch) is an UpstreamPeer (services/common/peer.py).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 
 import zmq
 
 from services import protocol as p
-from services.common.heartbeat import Backoff, Liveness, StallClock
 from services.common.logs import OncePerPeer
-from services.transport.loop import LoopSocket, make_dealer, make_router
+from services.common.peer import UpstreamPeer
+from services.transport.loop import LoopSocket, make_router
 from services.transport.zap import Gatekeeper
 
 from .config import HiveConfig
@@ -29,33 +29,39 @@ BURST = 64  # frames handled back to back before a receive loop lets the tick lo
 
 
 class Hive(RelayMixin):
-    """One hive process: upstream DEALER, downstream ROUTER, worker table, provisioner."""
+    """One hive process: upstream peer, downstream ROUTER, worker table, provisioner."""
 
     def __init__(self, cfg: HiveConfig, metrics: HiveMetrics | None = None):
         self.cfg = cfg
         self.metrics = metrics or HiveMetrics()
         self.ctx = zmq.Context()
         self.gate: Gatekeeper | None = None
-        self.up: LoopSocket | None = None
         self.down: LoopSocket | None = None
         self._tasks: list[asyncio.Task] = []
         self.table = WorkerTable(cfg.interval_s, cfg.liveness)
+        self._worker_handlers = self.worker_handlers()
         self.provisioner = Provisioner(cfg.model_cache, cfg.download_bytes_per_s, cfg.model_size_bytes,
                                        self.metrics, self.send_progress, self.load_everywhere,
                                        cfg.download_attempts)
-        self.upstream = Liveness(cfg.interval_s, cfg.liveness)
-        self.backoff = Backoff()
-        self.registered = False
-        self.next_ready_at = 0.0
-        self.session = ""  # random per upstream connection: a READY resent on it is recognised as a repeat
-        self.ready_since: float | None = None  # first READY on the current connection still unanswered
-        self._ready_fut: asyncio.Future | None = None
+        self.peer = UpstreamPeer(
+            self.ctx, identity=cfg.hive_id, address=cfg.orchestrator_addr, role="hive", upstream="orchestrator",
+            event="upstream", interval_s=cfg.interval_s, liveness=cfg.liveness, curve=cfg.curve, log=log,
+            handlers=self.upstream_handlers(), ready_fields=self.ready_fields,
+            heartbeat_fields=self.heartbeat_fields, on_registered=self.on_registered,
+            on_lost=self.on_upstream_lost, on_bad_frame=self.count_upstream_bad_frame,
+            on_drop=self.count_upstream_drop, on_tick=self.tick_workers,
+            may_register=lambda: not self.shutting_down, reply=self.send_up, silence="peer",
+            keep_time_unregistered=True, catch_handler_errors=True, count_reply_drops=False, burst=BURST)
         self.shutting_down = False
         self.stopped = asyncio.Event()
         self.once = OncePerPeer()
         self.registrations = 0
         self.announced: set[str] = set()  # worker ids listed in the last READY sent upstream
-        self.stall: StallClock | None = None
+
+    @property
+    def registered(self) -> bool:
+        """True while the orchestrator has acknowledged our READY on the current connection."""
+        return self.peer.registered
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -66,24 +72,12 @@ class Hive(RelayMixin):
         self.down = LoopSocket(make_router(self.ctx, self.cfg.worker_bind, self.cfg.curve, self.gate),
                                self.on_worker_frames, burst=BURST,
                                name="workers")
-        self.connect_upstream()
-        self._tasks.append(asyncio.ensure_future(self.tick_loop()))
+        self.peer.connect()
+        self._tasks.append(asyncio.ensure_future(self.peer.tick_loop()))
         log.info("hive started", extra={"event": "started", "hive_id": self.cfg.hive_id,
                                         "orchestrator": self.cfg.orchestrator_addr,
                                         "worker_bind": self.cfg.worker_bind})
         await self.stopped.wait()
-
-    def connect_upstream(self) -> None:
-        """(Re)create the DEALER to the orchestrator (dropping anything queued), read by on_upstream_frames."""
-        if self.up is not None:
-            self.up.close(linger=0)  # also cancels a READY still waiting for the connection
-        self.up = LoopSocket(make_dealer(self.ctx, self.cfg.hive_id, self.cfg.orchestrator_addr, self.cfg.interval_s,
-                                         self.upstream.expiry_s, self.cfg.curve, "orchestrator"),
-                             self.on_upstream_frames, burst=BURST,
-                             name="upstream")
-        self.session = secrets.token_hex(8)
-        self.ready_since = None
-        self._ready_fut = None
 
     def request_stop(self, reason: str) -> None:
         """Begin a graceful shutdown (SIGTERM/SIGINT)."""
@@ -105,9 +99,9 @@ class Hive(RelayMixin):
         await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
-        for sock in (self.up, self.down):
-            if sock is not None:
-                sock.close(linger=200)
+        self.peer.close(linger=200)
+        if self.down is not None:
+            self.down.close(linger=200)
         if self.gate is not None:
             self.gate.stop()
         self.ctx.term()
@@ -118,8 +112,14 @@ class Hive(RelayMixin):
 
     def send_up(self, command: bytes, body: dict, force: bool = False) -> None:
         """Send a frame to the orchestrator (only once registered unless forced); count drops."""
-        if not (self.registered or force) or not self.up.send(p.encode(command, body)):
-            self.metrics.dropped("upstream").inc()
+        if not (self.registered or force):
+            self.count_upstream_drop()
+            return
+        self.peer.send(command, body)
+
+    def count_upstream_drop(self) -> None:
+        """Count a frame for the orchestrator that could not be sent."""
+        self.metrics.dropped("upstream").inc()
 
     def send_down(self, ident: bytes, command: bytes, body: dict) -> bool:
         """Send a frame to one worker; count and report a drop."""
@@ -138,38 +138,30 @@ class Hive(RelayMixin):
             if model not in worker.models:
                 self.send_down(ident, p.PROVISION, {"model": model})
 
-    def send_ready_upstream(self) -> None:
-        """Register with the orchestrator, listing live workers and cached models.
+    # ---- the upstream link's hooks -----------------------------------------------------------
 
-        The READY waits for the connection to complete (rather than being dropped while the DEALER
-        is still connecting); while one is still waiting, no second one is queued behind it.
-        """
-        if self._ready_fut is not None and not self._ready_fut.done():
-            return
+    def ready_fields(self) -> dict:
+        """Return our READY's fields beyond role, id and session: live workers and cached models."""
         workers = self.table.describe()
         self.announced = {w["id"] for w in workers}
-        self._ready_fut = self.up.send_when_connected(p.encode(p.READY, {
-            "role": "hive", "id": self.cfg.hive_id, "session": self.session, "workers": workers,
-            "models": self.provisioner.cached_models()}))
+        return {"workers": workers, "models": self.provisioner.cached_models()}
 
-    def retry_registration(self, now: float) -> None:
-        """While unregistered: resend READY when due, on a fresh DEALER once one went unanswered for an expiry.
+    def heartbeat_fields(self) -> dict:
+        """Return the upstream HEARTBEAT body: the per-worker map."""
+        return {"workers": self.table.heartbeat_map()}
 
-        A READY left unanswered for a whole expiry means the connection may be half-open (a connect
-        or handshake that will never complete, a peer that vanished): the DEALER is recreated so the
-        next attempt starts from a new TCP connection.  Resends are never closer than the heartbeat
-        interval.
-        """
-        if self.shutting_down or now < self.next_ready_at:
-            return
-        if self.ready_since is not None and now - self.ready_since >= self.upstream.expiry_s:
-            log.info("no READY ack from the orchestrator; reconnecting",
-                     extra={"event": "upstream_reconnect", "waited_s": round(now - self.ready_since, 3)})
-            self.connect_upstream()
-        self.send_ready_upstream()
-        if self.ready_since is None:
-            self.ready_since = now
-        self.next_ready_at = now + max(self.cfg.interval_s, self.backoff.next_delay())
+    def on_registered(self) -> None:
+        """After the orchestrator's READY ack: count it, log it and report what changed meanwhile."""
+        self.registrations += 1
+        log.info("registered upstream", extra={"event": "registered", "workers": len(self.table.workers)})
+        self.announce_changes()
+
+    def on_upstream_lost(self, reason: str) -> None:
+        """Cancel in-flight jobs at their workers (the peer then reconnects and re-registers)."""
+        jobs = self.table.clear_jobs()
+        log.warning("orchestrator lost", extra={"event": "upstream_lost", "reason": reason, "jobs": len(jobs)})
+        for (job_id, attempt), worker in jobs:
+            self.send_down(worker.ident, p.CANCEL, {"job_id": job_id, "attempt": attempt})
 
     def announce_changes(self) -> None:
         """After the READY ack, report workers that joined or vanished since that READY was sent."""
@@ -187,37 +179,20 @@ class Hive(RelayMixin):
 
     # ---- periodic ----------------------------------------------------------------------------
 
-    async def tick_loop(self) -> None:
-        """Every interval/4: heartbeat both ways, purge silent workers, watch and re-register upstream.
+    def tick_workers(self, now: float, beat: bool, late: float) -> None:
+        """The workers' share of the peer's tick: heartbeat them, credit our own stall, purge the silent.
 
-        Heartbeats go first.  A late tick means our own loop (or process) was stalled: that time is
-        credited to the workers and the orchestrator instead of counting as their silence.
+        A late tick means our own loop (or process) was stalled: that time is credited to the
+        workers instead of counting as their silence.
         """
-        interval = self.cfg.interval_s
-        stall = self.stall = StallClock(interval / 4)
-        next_beat = 0.0
-        while True:
-            await asyncio.sleep(interval / 4)
-            now = time.monotonic()
-            late = stall.tick()
-            for sock in (self.up, self.down):
-                if sock is not None:
-                    sock.kick()  # a safety net against a lost edge of ZeroMQ's FD
-            if now >= next_beat:
-                next_beat = now + interval
-                self.send_heartbeats()
-            if late:
-                self.table.liveness.credit(late)
-                self.upstream.credit(late)
-                if late >= self.upstream.expiry_s / 2:
-                    log.warning("event loop stalled; not counting it as peer silence",
-                                extra={"event": "loop_stalled", "stalled_s": round(late, 3)})
-            self.purge_workers()
-            if self.registered:
-                if self.upstream.expired():
-                    self.lose_upstream("silent")
-            else:
-                self.retry_registration(now)
+        if self.down is not None:
+            self.down.kick()  # a safety net against a lost edge of ZeroMQ's FD
+        if beat:
+            for ident in list(self.table.workers):
+                self.send_down(ident, p.HEARTBEAT, {})
+        if late:
+            self.table.liveness.credit(late)
+        self.purge_workers()
 
     def purge_workers(self) -> None:
         """Declare silent workers lost and tell the orchestrator at once."""
@@ -225,23 +200,6 @@ class Hive(RelayMixin):
             log.warning("worker lost", extra={"event": "worker_lost", "worker_id": worker.id,
                                               "jobs": len(worker.jobs)})
             self.send_up(p.WORKER, {"worker_id": worker.id, "event": "lost", "reason": "heartbeat expired"})
-
-    def send_heartbeats(self) -> None:
-        """Heartbeat every worker, and the orchestrator with the per-worker map."""
-        for ident in list(self.table.workers):
-            self.send_down(ident, p.HEARTBEAT, {})
-        if self.registered:
-            self.send_up(p.HEARTBEAT, {"workers": self.table.heartbeat_map()})
-
-    def lose_upstream(self, reason: str) -> None:
-        """Cancel in-flight jobs, recreate the DEALER and re-register after a backoff delay."""
-        jobs = self.table.clear_jobs()
-        log.warning("orchestrator lost", extra={"event": "upstream_lost", "reason": reason, "jobs": len(jobs)})
-        self.registered = False
-        for (job_id, attempt), worker in jobs:
-            self.send_down(worker.ident, p.CANCEL, {"job_id": job_id, "attempt": attempt})
-        self.connect_upstream()
-        self.next_ready_at = time.monotonic() + max(self.cfg.interval_s, self.backoff.next_delay())
 
     # ---- views -------------------------------------------------------------------------------
 

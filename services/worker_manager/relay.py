@@ -10,7 +10,6 @@ from .workers import LocalWorker
 
 log = logging.getLogger("worker-manager")  # part of the hive: its records keep the hive's logger
 
-_JOB_REPLIES = (p.PARTIAL, p.FINAL, p.ERROR)
 UNEXPECTED_COMMAND = "unexpected_command"  # the metric reason the orchestrator uses for a command sent the wrong way
 
 
@@ -29,52 +28,36 @@ class RelayMixin:
 
     # ---- upstream ----------------------------------------------------------------------------
 
-    def on_upstream_frames(self, frames: list) -> None:
-        """Handle one message from the orchestrator (called by the upstream LoopSocket)."""
-        self.upstream.touch()
-        try:
-            msg = p.decode(frames)
-        except p.ProtocolError as exc:
-            self.count_bad_frame("orchestrator", exc)
-            self.up.send(p.encode(p.ERROR, p.error_body(exc.code, exc.reason)))
-            return
-        try:
-            self.handle_upstream(msg.command, msg.body, frames)
-        except Exception:  # a bug must not stop the relay
-            log.exception("upstream frame failed", extra={"event": "handler_error", "command": msg.name})
+    def upstream_handlers(self) -> dict:
+        """Return {command: handler(body, frames)} for the orchestrator's frames (READY, HEARTBEAT: the peer's)."""
+        return {p.REQUEST: self.dispatch, p.CANCEL: self.cancel, p.DISCONNECT: self.on_upstream_disconnect,
+                p.PROVISION: self.provision, p.SHUTDOWN: self.on_upstream_shutdown, p.ERROR: self.on_upstream_error}
 
-    def handle_upstream(self, command: bytes, body: dict, frames: list) -> None:
-        """Act on one decoded frame from the orchestrator."""
-        if command == p.REQUEST:
-            self.dispatch(body, frames)
-        elif command == p.HEARTBEAT:
-            pass
-        elif command == p.CANCEL:
-            self.cancel(body, frames)
-        elif command == p.READY:
-            if not self.registered:
-                self.registered = True
-                self.ready_since = None
-                self.registrations += 1
-                self.backoff.reset()
-                log.info("registered upstream", extra={"event": "registered", "workers": len(self.table.workers)})
-                self.announce_changes()
-        elif command == p.DISCONNECT:
-            if not self.shutting_down:
-                self.lose_upstream(f"disconnect: {body['reason']}")
-        elif command == p.PROVISION:
-            size = body.get("size_bytes")
-            self.provisioner.request(body["model"], size if isinstance(size, int) and size > 0 else None)
-        elif command == p.SHUTDOWN:
-            grace = body.get("grace_s")
-            asyncio.ensure_future(self.shutdown(float(grace) if isinstance(grace, (int, float)) else self.cfg.grace_s,
-                                                "shutdown from orchestrator"))
-        elif command == p.ERROR:
-            if self.once.first("orchestrator-error", body["code"]):
-                log.warning("orchestrator rejected a frame", extra={"event": "upstream_error", "code": body["code"],
-                                                                    "detail": body["message"]})
-        else:
-            self.send_up(p.ERROR, p.error_body(p.UNKNOWN_COMMAND, f"{p.COMMAND_NAMES[command]} not expected by a hive"))
+    def count_upstream_bad_frame(self, exc: p.ProtocolError) -> None:
+        """Count and log a malformed frame from the orchestrator (the peer answers it with ERROR)."""
+        self.count_bad_frame("orchestrator", exc)
+
+    def on_upstream_disconnect(self, body: dict, frames: list) -> None:
+        """The orchestrator forgot us: reconnect and re-register, unless we are shutting down."""
+        if not self.shutting_down:
+            self.peer.lose(f"disconnect: {body['reason']}")
+
+    def provision(self, body: dict, frames: list) -> None:
+        """Fetch a model the orchestrator asks for."""
+        size = body.get("size_bytes")
+        self.provisioner.request(body["model"], size if isinstance(size, int) and size > 0 else None)
+
+    def on_upstream_shutdown(self, body: dict, frames: list) -> None:
+        """Shut down gracefully within the orchestrator's grace (ours when it gives none)."""
+        grace = body.get("grace_s")
+        asyncio.ensure_future(self.shutdown(float(grace) if isinstance(grace, (int, float)) else self.cfg.grace_s,
+                                            "shutdown from orchestrator"))
+
+    def on_upstream_error(self, body: dict, frames: list) -> None:
+        """Log, once per code, that the orchestrator rejected one of our frames."""
+        if self.once.first("orchestrator-error", body["code"]):
+            log.warning("orchestrator rejected a frame", extra={"event": "upstream_error", "code": body["code"],
+                                                                "detail": body["message"]})
 
     def dispatch(self, body: dict, frames: list) -> None:
         """Forward a REQUEST unchanged to the worker it names, or fail the job upstream."""
@@ -119,70 +102,101 @@ class RelayMixin:
         except Exception:
             log.exception("worker frame failed", extra={"event": "handler_error", "command": msg.name})
 
+    def worker_handlers(self) -> dict:
+        """Return the table {command: handler(worker, body, rest)} for a registered worker's frames (READY apart)."""
+        return {p.PARTIAL: self.relay_partial, p.FINAL: self.relay_end, p.ERROR: self.relay_end,
+                p.HEARTBEAT: self.on_worker_heartbeat, p.CAPACITY: self.on_worker_capacity,
+                p.DISCONNECT: self.on_worker_disconnect}
+
     def handle_worker(self, ident: bytes, command: bytes, body: dict, rest: list) -> None:
-        """Act on one decoded frame from a worker."""
-        worker = self.table.workers.get(ident)
-        if command in _JOB_REPLIES and worker is not None:
-            self.relay(worker, command, body, rest)
-        elif command == p.READY:
+        """Act on one decoded frame from a worker: READY registers; other frames need a registered worker."""
+        if command == p.READY:
             self.register_worker(ident, body)
-        elif worker is None:
+            return
+        worker = self.table.workers.get(ident)
+        if worker is None:
             if command != p.DISCONNECT:
                 self.metrics.protocol_errors.labels(p.NOT_REGISTERED).inc()
                 self.send_down(ident, p.DISCONNECT, {"reason": p.NOT_REGISTERED})
-        elif command in (p.HEARTBEAT, p.CAPACITY) and self.reject_state(worker, body):
             return
-        elif command == p.HEARTBEAT:
-            free = body.get("free_slots")
-            if isinstance(free, int):
-                worker.free_slots = free
-            state = body.get("state")
-            if isinstance(state, str) and state != worker.state:
-                self.change_state(worker, state)
-        elif command == p.CAPACITY:
-            worker.free_slots = body["free_slots"]
-            models = body.get("models")
-            if isinstance(models, list):
-                worker.models = [m for m in models if isinstance(m, str)]
-            if body["worker_id"] == worker.id:
-                self.forward_up(rest)
-            else:  # a worker speaks only for itself
-                self.send_up(p.CAPACITY, {**body, "worker_id": worker.id})
-            self.change_state(worker, body["state"])
-        elif command == p.DISCONNECT:
-            self.table.remove(ident)
-            log.info("worker left", extra={"event": "worker_left", "worker_id": worker.id, "reason": body["reason"]})
-            self.send_up(p.WORKER, {"worker_id": worker.id, "event": "left", "reason": body["reason"]})
-        else:
+        handler = self._worker_handlers.get(command)
+        if handler is None:
             self.metrics.protocol_errors.labels(UNEXPECTED_COMMAND).inc()
             self.send_down(ident, p.ERROR, p.error_body(p.UNKNOWN_COMMAND,
                                                         f"{p.COMMAND_NAMES[command]} not expected from a worker"))
+            return
+        handler(worker, body, rest)
 
-    def relay(self, worker: LocalWorker, command: bytes, body: dict, rest: list) -> None:
-        """Forward a job's PARTIAL/FINAL/ERROR upstream unchanged; drop frames of jobs we no longer track."""
+    def on_worker_heartbeat(self, worker: LocalWorker, body: dict, rest: list) -> None:
+        """Take a worker's free slots and state from its HEARTBEAT (a state outside the protocol's is rejected)."""
+        if self.reject_state(worker, body):
+            return
+        free = body.get("free_slots")
+        if isinstance(free, int):
+            worker.free_slots = free
+        state = body.get("state")
+        if isinstance(state, str) and state != worker.state:
+            self.change_state(worker, state)
+
+    def on_worker_capacity(self, worker: LocalWorker, body: dict, rest: list) -> None:
+        """Record a worker's CAPACITY and forward it upstream in the worker's own name."""
+        if self.reject_state(worker, body):
+            return
+        worker.free_slots = body["free_slots"]
+        models = body.get("models")
+        if isinstance(models, list):
+            worker.models = [m for m in models if isinstance(m, str)]
+        if body["worker_id"] == worker.id:
+            self.forward_up(rest)
+        else:  # a worker speaks only for itself
+            self.send_up(p.CAPACITY, {**body, "worker_id": worker.id})
+        self.change_state(worker, body["state"])
+
+    def on_worker_disconnect(self, worker: LocalWorker, body: dict, rest: list) -> None:
+        """Forget a worker that left and tell the orchestrator."""
+        self.table.remove(worker.ident)
+        log.info("worker left", extra={"event": "worker_left", "worker_id": worker.id, "reason": body["reason"]})
+        self.send_up(p.WORKER, {"worker_id": worker.id, "event": "left", "reason": body["reason"]})
+
+    def relay_partial(self, worker: LocalWorker, body: dict, rest: list) -> None:
+        """Forward a PARTIAL of a job we track upstream unchanged; drop it as stale otherwise."""
+        key = self.job_key(worker, body)
+        if key is None:
+            return
+        if key not in self.table.jobs:
+            self.metrics.dropped("stale").inc()
+            return
+        self.forward_up(rest)
+
+    def relay_end(self, worker: LocalWorker, body: dict, rest: list) -> None:
+        """Forward a job's FINAL/ERROR upstream unchanged and stop tracking it; drop it as stale if untracked."""
+        key = self.job_key(worker, body)
+        if key is None:
+            return
+        if self.table.untrack(key) is None:
+            self.metrics.dropped("stale").inc()
+            return
+        self.forward_up(rest)
+
+    def job_key(self, worker: LocalWorker, body: dict) -> tuple[str, int] | None:
+        """Return the (job_id, attempt) a reply is about, or None (logged or counted) when it names none of ours."""
         job_id, attempt = body.get("job_id"), body.get("attempt")
         if not isinstance(job_id, str):  # an ERROR about one of our frames, not a job (as the orchestrator reads it)
             if self.once.first(worker.id, "error:" + body["code"]):
                 log.warning("worker rejected a frame", extra={"event": "worker_error_frame", "worker_id": worker.id,
                                                               "code": body["code"], "detail": body["message"]})
-            return
+            return None
         if not isinstance(attempt, int) or isinstance(attempt, bool):  # no attempt we sent: stale (and unhashable?)
             self.metrics.dropped("stale").inc()
-            return
-        key = (job_id, attempt)
-        if command == p.PARTIAL:
-            if key not in self.table.jobs:
-                self.metrics.dropped("stale").inc()
-                return
-        elif self.table.untrack(key) is None:
-            self.metrics.dropped("stale").inc()
-            return
-        self.forward_up(rest)
+            return None
+        return job_id, attempt
 
     def forward_up(self, frames: list) -> None:
-        """Send already-encoded frames upstream."""
-        if not self.registered or not self.up.send(frames):
-            self.metrics.dropped("upstream").inc()
+        """Send already-encoded frames upstream (only once registered); count drops."""
+        if not self.registered:
+            self.count_upstream_drop()
+            return
+        self.peer.send_frames(frames)
 
     def register_worker(self, ident: bytes, body: dict) -> None:
         """Register a worker (READY), acknowledge it and announce it upstream.

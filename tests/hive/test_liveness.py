@@ -14,19 +14,19 @@ def test_own_loop_stall_is_not_peer_silence(tmp_path):
         sent, lost = [], []
         hive.send_up = lambda command, body, force=False: sent.append((command, body))
         hive.send_down = lambda ident, command, body: True
-        hive.lose_upstream = lambda reason: (lost.append(reason), setattr(hive, "registered", False))
-        hive.retry_registration = lambda now: None
-        hive.registered = True
+        hive.peer.lose = lambda reason: (lost.append(reason), setattr(hive.peer, "registered", False))
+        hive.peer.retry_registration = lambda now: None
+        hive.peer.registered = True
         hive.table.add(b"w1", {"model": "m", "slots": 1})
-        task = asyncio.ensure_future(hive.tick_loop())
+        task = asyncio.ensure_future(hive.peer.tick_loop())
         try:
             await asyncio.sleep(0.05)
             hive.table.liveness.touch(b"w1")  # both peers just spoke
-            hive.upstream.touch()
+            hive.peer.liveness.touch()
             time.sleep(0.5)  # our loop is blocked 2.5 x the expiry (0.2 s): their frames would wait unread
             await asyncio.sleep(0.05)
             assert b"w1" in hive.table.workers and not lost, "our own stall was counted as peer silence"
-            assert hive.stall.stalls >= 1
+            assert hive.peer.stall.stalls >= 1
             silent_at = time.monotonic()
             while (b"w1" in hive.table.workers or not lost) and time.monotonic() - silent_at < 5:
                 await asyncio.sleep(0.02)  # a healthy loop still detects silent peers after the expiry

@@ -12,17 +12,17 @@ def test_own_loop_stall_is_not_hive_silence():
     async def main():
         worker = Worker(WorkerConfig(interval_s=0.05, liveness=4))
         sent, lost = [], []
-        worker.send = lambda command, body: sent.append(command)
-        worker.lose_hive = lambda reason: (lost.append(reason), setattr(worker, "registered", False))
-        worker.registered = worker.loaded = True
-        task = asyncio.ensure_future(worker.tick_loop())
+        worker.peer.send = lambda command, body: sent.append(command)
+        worker.peer.lose = lambda reason: (lost.append(reason), setattr(worker.peer, "registered", False))
+        worker.peer.registered = worker.loaded = True
+        task = asyncio.ensure_future(worker.peer.tick_loop())
         try:
             await asyncio.sleep(0.05)
-            worker.hive.touch()  # the hive just spoke
+            worker.peer.liveness.touch()  # the hive just spoke
             time.sleep(0.5)  # our loop is blocked 2.5 x the expiry (0.2 s): its frames would wait unread
             await asyncio.sleep(0.05)
             assert not lost, "our own stall was counted as the hive's silence"
-            assert worker.stall.stalls >= 1 and sent
+            assert worker.peer.stall.stalls >= 1 and sent
             silent_at = time.monotonic()
             while not lost and time.monotonic() - silent_at < 5:
                 await asyncio.sleep(0.02)  # a healthy loop still detects a silent hive after the expiry
