@@ -3,15 +3,16 @@ helpers, and StackOps (addresses, health waits, readiness, admin reset, tracebac
 from __future__ import annotations
 
 import concurrent.futures as futures
-import re
 import time
 from pathlib import Path
 
 import requests
 
-from harness.errors import EnvironmentSetupError, NemesisError
+from harness.errors import EnvironmentSetupError
 from harness.stack import default_topology
-from harness.wait import scaled, wait_until
+from harness.stack.compose import project_name  # noqa: F401 (re-exported)
+from harness.stack.health import HealthWaits, answers_health  # noqa: F401 (re-exported)
+from harness.wait import wait_until
 from services import protocol as p
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,13 +37,9 @@ def free_port() -> int:
 
 def http_port(service: str) -> int:
     """The container HTTP port of a service (its x-apiary health port; an added worker: its role's)."""
-    t = TOPOLOGY
-    port = t.health_port(service) if service in t.services else None
+    port = TOPOLOGY.health_port(service)
     if port is None:
-        same_role = [x.health_port for x in t.services.values() if x.role == t.role(service) and x.health_port]
-        if not same_role:
-            raise EnvironmentSetupError("topology", f"{t.source}: no health port for {service!r}")
-        port = same_role[0]
+        raise EnvironmentSetupError("topology", f"{TOPOLOGY.source}: no health port for {service!r}")
     return port
 
 
@@ -56,20 +53,7 @@ def make_curve_keys(root: Path) -> Path | None:
     return p.make_keyset(root) if p.curve_enabled() else None
 
 
-def project_name(run_id: str) -> str:
-    """Compose project name of a run (lowercase letters, digits, dashes)."""
-    return "apiary-" + re.sub(r"[^a-z0-9-]", "", run_id.lower())
-
-
-def answers_health(base_url: str, timeout_s: float = 0.5) -> bool:
-    """GET <base_url>/health answers 200 (False when it answers otherwise or not at all)."""
-    try:
-        return requests.get(base_url + "/health", timeout=timeout_s).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-class StackOps:
+class StackOps(HealthWaits):
     """Addresses, health waits and admin operations shared by the docker and local backends (need
     orchestrator_port, http_url, api_keys, services, inspect, probe_health, diagnose, heal)."""
 
@@ -106,34 +90,6 @@ class StackOps:
         hives = [h for h in body.get("hives", []) if h.get("state") == "ready"]
         workers = [w for w in body.get("workers", []) if w.get("state") == "ready"]
         return body if len(hives) >= 2 and len(workers) >= 4 else None
-
-    def wait_healthy(self, timeout_s: float = 30, scale: bool = False) -> None:
-        """Every service alive and answering GET /health (what its healthcheck runs) before the deadline,
-        else EnvironmentSetupError naming the services with their state and last log lines."""
-        def sick() -> list[str]:
-            dead, down = self.probe_health()
-            if dead:
-                raise EnvironmentSetupError("unhealthy service", self.diagnose(f"{', '.join(dead)} exited", dead))
-            return down
-        try:
-            wait_until(lambda: not sick(), timeout_s, 0.05, "services healthy", scale=scale, swallow=(NemesisError,))
-        except AssertionError:
-            if bad := sick():
-                raise EnvironmentSetupError("unhealthy service", self.diagnose(
-                    f"not healthy within {timeout_s:.0f}s: {', '.join(bad)}", bad)) from None
-
-    def wait_reported_healthy(self, timeout_s: float) -> None:
-        """Every service reported running and healthy by its backend's inspect() (for containers:
-        Docker's HEALTHCHECK flag) before the deadline, else AssertionError with the others' states."""
-        def sick() -> dict:
-            states = {s: self.inspect(s) for s in self.services}
-            return {s: {k: st.get(k) for k in ("status", "health", "exit_code")} for s, st in states.items()
-                    if st.get("status") != "running" or st.get("health") != "healthy"}
-        try:
-            wait_until(lambda: not sick(), timeout_s, 0.1, "every service running and healthy", max_interval_s=0.5)
-        except AssertionError:
-            if bad := sick():
-                raise AssertionError(f"not running+healthy within {scaled(timeout_s):.1f}s: {bad}") from None
 
     def wait_ready(self, timeout_s: float = 20) -> dict:
         """/v1/workers shows 2 hives and 4 workers ready before the deadline."""

@@ -17,7 +17,7 @@ import requests
 import yaml
 
 from harness.errors import EnvironmentSetupError, NemesisError
-from harness.stackops import answers_health
+from harness.stack.health import answers_health
 
 PROBE_INTERVAL_S = 0.02
 
@@ -79,10 +79,10 @@ def _probe(healthy: Callable[[str], bool], service: str) -> bool:
         return False
 
 
-def http_healthy(url_of: Callable[[str], str]) -> Callable[[str], bool]:
-    """A probe: GET <url_of(service)>/health answers 200."""
+def http_healthy(url_of: Callable[[str], str], path_of: Callable[[str], str] = lambda _s: "/health") -> Callable[[str], bool]:
+    """A probe: GET <url_of(service)><path_of(service)> answers 200."""
     def probe(service: str) -> bool:
-        return answers_health(url_of(service))
+        return answers_health(url_of(service), path=path_of(service))
     return probe
 
 

@@ -105,7 +105,14 @@ class Topology:
         return tuple(s.name for s in self.services.values() if s.net_admin)
 
     def health_port(self, service: str) -> int | None:
-        return self.service(service).health_port
+        """The port of the service's health check; an undeclared service: the first of its role's."""
+        if service in self.services:
+            return self.services[service].health_port
+        role = self.role(service)
+        return next((s.health_port for s in self.services.values() if s.role == role and s.health_port), None)
+
+    def health_path(self, service: str) -> str:
+        return self.services[service].health_path if service in self.services else "/health"
 
     @property
     def cuttable(self) -> tuple[str, ...]:

@@ -7,7 +7,8 @@ from tests.kit.importgraph import chain, closure, modules
 
 KIT_PACKAGES = ("harness.stack", "harness.nemesis", "harness.toxiproxy")
 KIT_PREFIXES = ("harness.checkers.linearizable",)   # linearizable.py and its helper modules
-KIT_MODULES = {"harness.history", "harness.wait", "harness.deadline", "harness.errors", "harness.stats"}
+KIT_MODULES = {"harness.history", "harness.wait", "harness.deadline", "harness.errors", "harness.stats",
+               "harness.compose", "harness.startup", "harness.sweep"}
 # The nemesis package's facade (Nemesis: the step library's roots, RoguePeer) and its two verb classes are
 # the suite's today; the fault protocol, the player, the generator and every kind are the kit's.
 NOT_KIT = {"harness.nemesis", "harness.nemesis.network", "harness.nemesis.process"}

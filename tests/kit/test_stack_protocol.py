@@ -25,3 +25,8 @@ def test_a_class_without_a_member_is_caught():
     gaps = missing(Half, Stack)
     assert "topology" in gaps and "exec" in gaps and "heal" in gaps
     assert "inspect" not in gaps and "project" not in gaps and "services" not in gaps
+
+
+def test_the_kits_compose_backend_is_a_container_stack_for_any_compose_file():
+    from harness.stack.compose import ComposeStack
+    assert missing(ComposeStack, ContainerStack) == []
