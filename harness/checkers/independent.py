@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 KINDS = ("lost", "duplicate-delivery", "wrong-text", "duplicate-execution", "unanswerable")
-RESTART_WORDS = ("kill", "restart", "oom", "crash")  # fault kinds that replace a process
+RESTART_WORDS = ("kill", "restart", "oom", "crash", "corrupt")  # fault kinds that replace a process (storage-corrupt stops and starts it)
 
 # docs/protocol.md, "Delivery promises": what the stack promises today.
 DEFAULT_PROMISES: dict[str, Any] = {
@@ -86,12 +86,16 @@ def client_tries(ops: list[dict]) -> dict[str, list[Try]]:
     return by_nonce
 
 
-def restart_walls(ops: list[dict], target: str = "orchestrator") -> list[float]:
-    """Return the start (wall) of every fault op that kills or restarts `target`.
+def restart_walls(ops: list[dict], target: str = "orchestrator") -> list[tuple[float, float]]:
+    """Return [start, end] (wall) of every fault op that kills or restarts `target`: the process died
+    somewhere inside it, as a Jepsen nemesis op takes effect between its invoke and its completion (a kill
+    of the orchestrator takes ~0.5 s from invoke to done); end is the completion's wall, +inf without one.
 
     A fault op is an invoke whose value names the kind (`{"kind": "kill", "target": ...}`, as the nemesis
     player records `start`), or whose f is the kind itself (`f: "kill"`); its heal (`stop`) is not a restart.
     """
+    done = {op["invoke_index"]: float(op["wall"]) for op in ops if op.get("type") != "invoke"
+            and "invoke_index" in op and isinstance(op.get("wall"), (int, float))}
     walls = []
     for op in ops:
         if op.get("type") != "invoke" or op.get("f") in ("complete", "stop", "heal") \
@@ -102,8 +106,18 @@ def restart_walls(ops: list[dict], target: str = "orchestrator") -> list[float]:
         kind = str(value["kind"] if named else op.get("f", "")).lower()
         aim = value.get("target") if named else value
         if any(word in kind for word in RESTART_WORDS) and target in json.dumps(aim, default=str):
-            walls.append(float(op["wall"]))
+            walls.append((float(op["wall"]), done.get(op.get("index"), float("inf"))))
     return sorted(walls)
+
+
+def as_intervals(restarts: list) -> list[tuple[float, float]]:
+    """Restarts as [start, end] intervals (a bare epoch second, as a policy may give, is an instant)."""
+    return sorted((float(r), float(r)) if isinstance(r, (int, float)) else (float(r[0]), float(r[1])) for r in restarts)
+
+
+def overlaps(restarts: list[tuple[float, float]], lo: float, hi: float) -> tuple[float, float] | None:
+    """The first restart that may have happened inside [lo, hi], or None."""
+    return next((r for r in restarts if r[0] <= hi and r[1] >= lo), None)
 
 
 def read_ledgers(ledgers: dict[str, Any]) -> tuple[list[dict], list[str], list[str], list[str]]:
@@ -173,18 +187,18 @@ def check_delivery(by_nonce: dict[str, list[Try]], expected_text: Callable[[str,
     return found
 
 
-def unflushed_at_kill(tries: list[Try], promises: dict, restarts: list[float]) -> float | None:
+def unflushed_at_kill(tries: list[Try], promises: dict, restarts: list[tuple[float, float]]) -> tuple | None:
     """The restart that may have dropped a job's unwritten registry row (documented promise), or None."""
     if promises.get("answerable") != "unless_killed_unflushed":
         return None
     began = min((t.invoke.get("wall") or 0.0) for t in tries)
     ended = max(((t.done or t.invoke).get("wall") or 0.0) for t in tries)
     window = float(promises.get("registry_flush_window_s") or 0.0)
-    return next((r for r in restarts if began <= r <= ended + window), None)
+    return overlaps(restarts, began, ended + window)
 
 
 def check_answers(by_nonce: dict[str, list[Try]], lookups: dict[str, dict], missing: list[str],
-                  counts: dict, promises: dict, restarts: list[float], corruptions: list[float] = ()) -> list[dict]:
+                  counts: dict, promises: dict, restarts: list[tuple[float, float]], corruptions: list[float] = ()) -> list[dict]:
     """lost and unanswerable from the client's tries and the post-run job lookups."""
     found, unlooked = [], []
     for nonce, tries in by_nonce.items():
@@ -225,7 +239,7 @@ def check_answers(by_nonce: dict[str, list[Try]], lookups: dict[str, dict], miss
 
 
 def check_execution(by_nonce: dict[str, list[Try]], entries: list[dict], promises: dict,
-                    restarts: list[float]) -> list[dict]:
+                    restarts: list[tuple[float, float]]) -> list[dict]:
     """duplicate-execution from the ledgers' finish entries, against the promises."""
     found = []
     finishes = [e for e in entries if e.get("event") == "finish"]
@@ -270,7 +284,7 @@ def check_execution(by_nonce: dict[str, list[Try]], entries: list[dict], promise
 
 
 def _reexecutions(nonce: str, tries: list[Try], jobs: dict[str, list[dict]], first_start: dict, promises: dict,
-                  restarts: list[float]) -> list[dict]:
+                  restarts: list[tuple[float, float]]) -> list[dict]:
     """Retries under one Idempotency-Key that completed again as a new job, unless a restart forgot the key."""
     order = sorted(jobs, key=lambda j: min(e.get("wall") or 0.0 for e in jobs[j]))
     since = min(t.invoke.get("wall") or 0.0 for t in tries)
@@ -278,7 +292,7 @@ def _reexecutions(nonce: str, tries: list[Try], jobs: dict[str, list[dict]], fir
     for job_id in order[1:]:
         began = first_start.get(job_id, min(e.get("wall") or 0.0 for e in jobs[job_id]))
         forgiven = promises.get("idempotent_reexecution") == "after_orchestrator_restart" and \
-            any(since <= r <= began for r in restarts)
+            overlaps(restarts, since, began) is not None
         if not forgiven:
             hits = [e for j in (order[0], job_id) for e in jobs[j]]
             found.append(anomaly("duplicate-execution", nonce, [order[0], job_id], tries, hits,
@@ -320,7 +334,7 @@ def check_soak(ops: list[dict], ledgers: dict[str, list[dict]] | None, lookups: 
     restarts = promises["orchestrator_restarts"]
     if restarts is None:
         restarts = restart_walls(ops, promises.get("restart_target", "orchestrator"))
-    restarts = sorted(restarts)
+    restarts = as_intervals(restarts)
     anomalies = check_delivery(by_nonce, expected_text)
     if lookups is None:
         missing.append("job lookups (GET /v1/jobs/{id}) were not made")

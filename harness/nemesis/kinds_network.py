@@ -338,7 +338,10 @@ class Loss(FaultKind):
         return [s for s in services_of(stack) if net_admin(stack, s)] if is_docker(stack) else []
 
     def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
-        return [(target, "rule")]
+        """Its rule, and the peer whose traffic proves the drops: a killed or paused peer leaves no address
+        to send from (a short soak's loss failed to apply while its hive was being killed)."""
+        toward = params.get("peer") or next(iter(peers(stack, target)), None)
+        return [(target, "rule")] + ([(toward, "probe")] if toward else [])
 
     def apply(self, stack: Any, target: str, **params: Any) -> PacketLoss:
         p = self.check_params(params)

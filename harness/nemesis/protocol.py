@@ -151,11 +151,14 @@ def heal_all(actives: list[Active]) -> list[str]:
 def conflicts(a: tuple[str, str], b: tuple[str, str]) -> bool:
     """Two claims on the same service conflict when either is "proc" (a stopped or frozen container cannot
     exec, and loses its iptables rules), both are "cut", or one is "cut" and the other "rule" (a rule's
-    traffic would cross the cut network)."""
+    traffic would cross the cut network), or one is "quality" (a link steered through the proxy, measured by
+    its verify) and the other "cut" or "rule" (no shared network to steer over, or drops that spoil the
+    measurement: both seen in the 30-minute soak)."""
     if a[0] != b[0]:
         return False
     lanes = {a[1], b[1]}
-    return "proc" in lanes or lanes == {"cut"} or lanes == {"cut", "rule"}
+    return ("proc" in lanes or lanes == {"cut"} or lanes == {"cut", "rule"}
+            or lanes in ({"quality", "cut"}, {"quality", "rule"}))
 
 
 # ---- topology helpers shared by the kinds ------------------------------------------------------------

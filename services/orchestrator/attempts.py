@@ -11,7 +11,7 @@ KNOWN_OUTCOMES = frozenset({"completed", "cancelled", "timeout", "worker_lost", 
 # dropped as silent or unreachable, a re-registration replacing the one the job was sent under) or a hive
 # that no longer had the worker.  They re-dispatch without using up an attempt (bounded separately).
 UNCHARGED_LOSSES = frozenset({"hive_lost", "hive_left", "reregistered", "not_in_registration",
-                              "worker_lost_at_hive"})
+                              "worker_lost_at_hive", "partials_lost"})
 UNCHARGED_FACTOR = 3  # uncharged re-dispatches allowed per max_attempts
 
 
@@ -54,6 +54,14 @@ class AttemptsMixin:
             self.release(body["job_id"], body["attempt"], hive)
             return
         worker = self._release_current(job)
+        if job.stream and body["tokens"] != job.next_seq:
+            # PARTIALs lost on the way (a link that broke between them and the FINAL; ZeroMQ reconnects and
+            # drops what the old connection held): never complete a truncated stream. Found by the 30-min soak.
+            self.metrics.dropped("partials_lost")
+            self._lost(job, "partials_lost")
+            if worker is not None:
+                self.worker_available(worker)
+            return
         extra = body.get("text")
         if isinstance(extra, str) and extra:
             job.parts.append(extra)

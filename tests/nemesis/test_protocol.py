@@ -165,6 +165,8 @@ def test_a_verify_that_raises_does_not_hold():
     (("w", "proc"), ("w", "proc"), True), (("w", "proc"), ("w", "rule"), True), (("w", "probe"), ("w", "proc"), True),
     (("w", "cut"), ("w", "cut"), True), (("w", "cut"), ("w", "rule"), True), (("w", "rule"), ("w", "rule"), False),
     (("w", "cut"), ("w", "probe"), False), (("w", "proc"), ("x", "proc"), False),
+    (("w", "quality"), ("w", "cut"), True), (("w", "quality"), ("w", "rule"), True), (("w", "quality"), ("w", "proc"), True),
+    (("w", "quality"), ("w", "quality"), False), (("w", "quality"), ("w", "probe"), False), (("w", "quality"), ("x", "cut"), False),
 ])
 def test_conflict_rule(a, b, expected):
     assert conflicts(a, b) is expected and conflicts(b, a) is expected
@@ -176,7 +178,8 @@ def test_claims_of_network_and_process_kinds():
     assert sorted(lookup("partition").claims(stack, "hive-a|worker-a1", {})) == [("hive-a", "probe"), ("worker-a1", "cut")]
     one_way = lookup("partition").claims(stack, "orchestrator|hive-b", {"direction": "a->b"})
     assert sorted(one_way) == [("hive-b", "rule"), ("orchestrator", "rule")]
-    assert lookup("loss").claims(stack, "worker-b1", {}) == [("worker-b1", "rule")]
+    assert lookup("loss").claims(stack, "worker-b1", {}) == [("worker-b1", "rule"), ("hive-b", "probe")]
+    assert lookup("latency").claims(stack, "hive-a|worker-a1", {}) == [("worker-a1", "quality"), ("hive-a", "quality")]
 
 
 def test_leaf_and_direction():

@@ -123,6 +123,27 @@ def test_streamed_job_after_token_fails_instead_of_redispatch(tmp_path):
     run(body, tmp_path)
 
 
+def test_a_final_after_lost_partials_is_redispatched_never_a_truncated_stream(tmp_path):
+    """The 30-minute soak (limit_data on orchestrator|hive-a) got a stream that ended [DONE] with no token: the
+    PARTIALs went down with the old connection, the FINAL came through the new one. Nothing was streamed yet:
+    the job runs again; after a token was streamed it fails explicitly."""
+    async def body(h):
+        h.register("h1", [("a", 4), ("b", 4)])
+        job = h.admit(stream=True)
+        h.frame("h1", p.FINAL, {"job_id": job.id, "attempt": 1, "tokens": 2})      # 2 tokens, 0 PARTIALs seen
+        assert job.state == "dispatched" and job.attempt == 2 and not job.parts
+        assert h.orch.metrics.value("apiary_dropped_messages_total", {"reason": "partials_lost"}) == 1
+        for seq, text in enumerate((" a", " b")):
+            h.frame("h1", p.PARTIAL, {"job_id": job.id, "attempt": 2, "seq": seq, "text": text})
+        h.frame("h1", p.FINAL, {"job_id": job.id, "attempt": 2, "tokens": 2})
+        assert job.state == "completed" and job.text == " a b"
+        late = h.admit(stream=True)
+        h.frame("h1", p.PARTIAL, {"job_id": late.id, "attempt": 1, "seq": 0, "text": " a"})
+        h.frame("h1", p.FINAL, {"job_id": late.id, "attempt": 1, "tokens": 2})     # seq 1 lost after seq 0 streamed
+        assert late.state == "failed" and late.error == "worker_lost"
+    run(body, tmp_path)
+
+
 def test_hive_silence_loses_its_workers(tmp_path):
     async def body(h):
         h.register("h1", [("a", 4)])
