@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.client import ApiClient
-from harness.events import EventSubscriber
+from harness.events import EventSubscriber, find_gaps
+from harness.stackops import ORCHESTRATOR_PORTS
 import harness.nemesis.protocol  # noqa: F401 - first: it registers the kinds that import steering
 from harness.nemesis.steering import server
 from harness.toxiproxy import make_toxic
@@ -101,7 +102,7 @@ class SlowSubscriber:
 
     def __init__(self, world: Any, rate_kb_s: float):
         self.w, self.rate = world, rate_kb_s
-        self.front = Front(world, "events", world.cluster.events_url)
+        self.front = Front(world, "events", container_events_url(world.cluster))
         self.front.proxy.read_ahead = READ_AHEAD          # the backlog stays in the orchestrator's socket
         self.sub = EventSubscriber(self.front.url, name="slow-subscriber", curve=world.cluster.client_keys()).start()
         world.on_close(self.sub.stop)
@@ -111,6 +112,57 @@ class SlowSubscriber:
         self.bytes_at = self.front.carried().get("downstream", 0)
         self.toxic_at = self.front.add("bandwidth", "downstream", rate=rate_kb_s)
 
+    def burst(self, events: int, within_s: float, batch: int = 64) -> dict:
+        """Completions of 1 token, `batch` at a time, until the direct subscriber saw `events` events since the
+        cap (bounded: within_s scaled); the figures, AssertionError when it did not get there or a job failed."""
+        limit = within_s * self.w.multiplier
+        start, jobs, failed = time.monotonic(), 0, []
+        while len(self.w.events.events) - self.direct_mark < events:
+            if time.monotonic() - start > limit:
+                raise AssertionError(f"the direct subscriber saw {len(self.w.events.events) - self.direct_mark} of "
+                                     f"{events} events within {limit:.0f}s ({jobs} completions)")
+            res = self.w.client.run_many([dict(prompt=f"nq-burst-{jobs + i}", tenant=("tenant-a", "tenant-b")[i % 2],
+                                               max_tokens=1, seed=i) for i in range(batch)], max_workers=16)
+            jobs += batch
+            failed += [x.value() for x in res if not x.ok]
+        assert not failed, f"{len(failed)} of {jobs} burst completions failed: {failed[:3]}"
+        return {"jobs": jobs, "events": len(self.w.events.events) - self.direct_mark,
+                "seconds": round(time.monotonic() - start, 2)}
+
+    def lift(self) -> int:
+        """Remove the cap, then run 8 completions so events follow the ones the slow subscriber missed (a
+        gap shows only at the next event it receives); the last seq the direct subscriber had before them."""
+        server().call(lambda: self.front.proxy.reset_toxics())
+        last = max(e["seq"] for e in self.w.events.events[self.direct_mark:])
+        res = self.w.client.run_many([dict(prompt=f"nq-after-{i}", tenant="tenant-a", max_tokens=1, seed=i)
+                                      for i in range(8)], max_workers=8)
+        assert all(x.ok for x in res), f"completions after the lift failed: {[x.value() for x in res if not x.ok][:3]}"
+        return last
+
+    def caught_up(self, last_seq: int, within_s: float) -> dict:
+        """Wait until the slow subscriber received an event past seq `last_seq`; its gaps up to there and what
+        the direct subscriber saw of the same seqs. AssertionError naming how far it got."""
+        def there() -> bool:
+            evs = self.sub.events
+            return bool(evs) and evs[-1]["seq"] > last_seq
+        from harness.wait import wait_until
+        try:
+            wait_until(there, within_s, 0.1, f"the slow subscriber receiving an event past seq {last_seq}", scale=True)
+        except AssertionError as exc:
+            evs = self.sub.events
+            raise AssertionError(f"{exc}; it is at seq {evs[-1]['seq'] if evs else None}") from None
+        evs = self.sub.events[self.mark:]
+        cut = next(i for i, e in enumerate(evs) if e["seq"] > last_seq)
+        window = evs[:cut + 1]                          # its events up to the first one past last_seq
+        got = {e["seq"] for e in window if e["seq"] <= last_seq}
+        lo = min(got, default=last_seq)
+        missed = {q for g in find_gaps(window) for q in range(g["after"] + 1, g["next"]) if q <= last_seq}
+        direct = [e for e in self.w.events.events[self.direct_mark:] if lo <= e["seq"] <= last_seq]
+        return {"slow_received": len(got), "slow_gaps": len(find_gaps(window)), "slow_missed": len(missed),
+                "direct_received": len(direct), "direct_gaps": find_gaps(direct)[:5],
+                "missed_not_published": sorted(missed - {e["seq"] for e in direct})[:10],
+                "direct_not_in_slow_or_gaps": len({e["seq"] for e in direct} - got - missed)}
+
     def lag(self) -> dict:
         """Events the harness's direct subscriber saw since the cap and how many the slow one has, and the
         bytes the proxy passed since the cap's KB/s."""
@@ -119,6 +171,32 @@ class SlowSubscriber:
         took = time.time() - self.toxic_at
         return {"direct": len(direct), "slow": len(slow), "since_cap_s": round(took, 3),
                 "bytes": self.front.carried().get("downstream", 0) - self.bytes_at}
+
+
+def container_events_url(cluster: Any) -> str:
+    """The event PUB at the orchestrator's own address on its host-facing network (the harness, root on the
+    Docker host, reaches it), not its published port: docker-proxy, the published port's userland relay,
+    holds megabytes of a slow reader's backlog in its two sockets, so no short burst could fill the PUB's
+    queue through it. The published URL when there is no container address (local processes)."""
+    nets = (cluster.inspect("orchestrator") or {}).get("networks") or {}
+    for short in cluster.topology.host_facing:
+        ip = (nets.get(cluster.network_name(short)) or {}).get("ip")
+        if ip:
+            return f"tcp://{ip}:{ORCHESTRATOR_PORTS['events']}"
+    return cluster.events_url
+
+
+def check_gaps_counted(world: Any, f: dict) -> dict:
+    """The slow subscriber missed events, and its seq gaps account for every event it did not receive."""
+    record(world, "slow_subscriber_gaps", f)
+    assert f["slow_missed"] >= 1, f"the slow subscriber missed nothing (the PUB held its whole backlog): {f}"
+    assert f["direct_not_in_slow_or_gaps"] == 0, f"events neither received nor counted in a gap: {f}"
+    return f
+
+
+def check_direct_whole(f: dict) -> None:
+    """What the slow subscriber missed, the direct one received: it has no gap of its own."""
+    assert not f["direct_gaps"] and not f["missed_not_published"], f"the direct subscriber lost events too: {f}"
 
 
 def completion_latencies(world: Any, jobs: int, tokens: int) -> list[float]:

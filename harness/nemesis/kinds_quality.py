@@ -12,8 +12,8 @@ greeting exchanged with dst's listener across the steered link, timed (dst's fir
 downstream delay, its answer to ours a round trip), against the same probe made directly before the
 steering. bandwidth: a transfer through the twin proxy (same toxics, same namespaces, a sink in dst's
 namespace for upstream), timed. reset_peer, limit_data and blackhole: a probe through the twin proxy
-(quality_probes.py) gets ECONNRESET, exactly `bytes` then the end, or no bytes. slicer and slow_close
-prove the steering and their toxics on the proxy.
+(quality_probes.py) gets ECONNRESET, exactly `bytes` then the end, or no bytes; slicer: 4 KiB take at least
+half their pieces' delays and arrive in many reads; slow_close: the end of a probe stream arrives `delay` late.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.errors import NemesisError
 from harness.nemesis.protocol import ActiveFault, FaultKind, check_number, is_docker, peers, poll, rank, register, services_of
-from harness.nemesis.quality_probes import probe_limit, probe_reset, probe_silent
+from harness.nemesis.quality_probes import probe_limit, probe_reset, probe_silent, probe_slow_close, probe_sliced
 from harness.nemesis.steering import Steering, link_ends, steer, steered
 
 
@@ -134,6 +134,30 @@ class BlackholeFault(TwinProbed):
         return probe_silent(sock_of, src_ip, addr, window)
 
 
+class SlicerFault(TwinProbed):
+    SIZE = 4096
+
+    def twin_probe(self, sock_of, src_ip, addr):
+        p, out, ok = self.params, {}, True
+        for stream in ("downstream", "upstream"):
+            if self.expected(stream):
+                held, out[stream] = probe_sliced(sock_of, src_ip, addr, stream, self.SIZE, int(p["average_size"]),
+                                                 int(p["delay"]), 10)
+                ok = ok and held
+        return ok, out
+
+
+class SlowCloseFault(TwinProbed):
+    def twin_probe(self, sock_of, src_ip, addr):
+        out, ok = {}, True
+        for stream in ("downstream", "upstream"):
+            if self.expected(stream):
+                held, out[stream] = probe_slow_close(sock_of, src_ip, addr, stream, self.params["delay"],
+                                                     self.params["delay"] / 1000 + 5)
+                ok = ok and held
+        return ok, out
+
+
 def tolerance_ms(params: dict) -> tuple[float, float]:
     """(early, late): the observed delay may be at most `early` below the requested one (a toxic never
     delivers early: 2 ms of clock and probe slack, plus the jitter), and the added delay (observed minus
@@ -168,7 +192,7 @@ class QualityKind(FaultKind):
 
     def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
         src, dst = link_ends(stack, target)
-        return [(src, "rule"), (dst, "probe")]
+        return [(src, "quality"), (dst, "quality")]
 
     def toxics(self, p: dict) -> list[dict]:
         streams = ("upstream", "downstream") if p["stream"] == "both" else (p["stream"],)
@@ -235,8 +259,9 @@ def simple_kind(kind_name: str, toxic: str, attrs: dict, doc: str, stream: str =
 
 
 simple_kind("slicer", "slicer", {"average_size": 64, "size_variation": 32, "delay": 1000},
-            "Cut every write on the link into pieces of about average_size bytes, delay µs apart.")
-simple_kind("slow_close", "slow_close", {"delay": 1000}, "Pass the link's close on `delay` ms late.")
+            "Cut every write on the link into pieces of about average_size bytes, delay µs apart.", "both", SlicerFault)
+simple_kind("slow_close", "slow_close", {"delay": 1000}, "Pass the link's close on `delay` ms late.", "both",
+            SlowCloseFault)
 simple_kind("limit_data", "limit_data", {"bytes": 65536}, "Close the link after `bytes` bytes.", "downstream",
             LimitFault)
 simple_kind("reset_peer", "reset_peer", {"timeout": 0}, "Reset the link (RST) `timeout` ms after data flows.",

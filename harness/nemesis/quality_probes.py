@@ -115,3 +115,80 @@ def probe_silent(sock_of: SockOf, src_ip: str, addr: str, window_s: float) -> tu
     finally:
         s.close()
     return got == 0, {"bytes": got, "ended": ended, "window_s": window_s}
+
+
+def probe_sliced(sock_of: SockOf, src_ip: str, addr: str, stream: str, size: int, average: int, delay_us: int,
+                 timeout_s: float) -> tuple[bool, dict]:
+    """slicer: `size` bytes cross the link as about size/average pieces, delay_us apart: the transfer takes at
+    least half of (pieces - 1) x delay, and downstream arrives in at least a quarter as many reads (a
+    transfer in one piece takes ~0 s and one read; TCP may merge some pieces, not most)."""
+    pieces = max(1, size // max(1, average))
+    want_s = 0.5 * (pieces - 1) * delay_us / 1e6
+    t0 = time.monotonic()
+    try:
+        s = connect(sock_of, src_ip, addr, timeout_s)
+    except OSError as exc:
+        return False, {"why": f"probe connect failed: {exc!r}"}
+    reads = 0
+    try:
+        start = time.perf_counter()
+        if stream == "downstream":
+            s.sendall(b"SEND %d\n" % size)
+            got = 0
+            while got < size:
+                s.settimeout(max(0.01, t0 + timeout_s - time.monotonic()))
+                data = s.recv(65536)
+                if not data:
+                    break
+                got, reads = got + len(data), reads + 1
+        else:
+            s.sendall(b"u" * size)
+            s.shutdown(socket.SHUT_WR)
+            got = int(s.recv(64) or 0)
+        took = time.perf_counter() - start
+    except (OSError, ValueError) as exc:
+        return False, {"why": f"probe failed: {exc!r}"}
+    finally:
+        s.close()
+    enough_reads = stream != "downstream" or reads >= max(2, pieces // 4)
+    evidence = {"stream": stream, "bytes": got, "pieces_expected": pieces, "reads": reads, "took_s": round(took, 4),
+                "want_s": round(want_s, 4)}
+    return got >= size and took >= want_s and enough_reads, evidence
+
+
+def probe_slow_close(sock_of: SockOf, src_ip: str, addr: str, stream: str, delay_ms: float,
+                     timeout_s: float) -> tuple[bool, dict]:
+    """slow_close: the end of the stream arrives delay_ms late. downstream: the sink sends 100 bytes and
+    closes; the probe times the last byte to the EOF. upstream: the probe half-closes after its bytes; the
+    sink answers their count only at its EOF, which the proxy passes on late. Held when the gap is at least
+    90 % of the delay (without the toxic it is ~0)."""
+    want_s = 0.9 * delay_ms / 1000
+    t0 = time.monotonic()
+    try:
+        s = connect(sock_of, src_ip, addr, timeout_s)
+    except OSError as exc:
+        return False, {"why": f"probe connect failed: {exc!r}"}
+    try:
+        if stream == "downstream":
+            s.sendall(b"SEND 100\n")
+            got, last = 0, None
+            while True:
+                s.settimeout(max(0.01, t0 + timeout_s - time.monotonic()))
+                data = s.recv(65536)
+                if not data:
+                    break
+                got, last = got + len(data), time.perf_counter()
+            gap = time.perf_counter() - (last or time.perf_counter())
+            ok = got == 100
+        else:
+            s.sendall(b"u" * 100)
+            start = time.perf_counter()
+            s.shutdown(socket.SHUT_WR)
+            reply = s.recv(64)
+            gap = time.perf_counter() - start
+            ok = reply == b"100"
+    except (OSError, ValueError) as exc:
+        return False, {"why": f"probe failed: {exc!r}"}
+    finally:
+        s.close()
+    return ok and gap >= want_s, {"stream": stream, "close_gap_s": round(gap, 4), "want_s": round(want_s, 4)}

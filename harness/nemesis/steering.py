@@ -134,13 +134,17 @@ def greeting_times(sock_of: Callable[[], socket.socket], src_ip: str, ip: str, p
 
 
 def measure_greeting(sock_of, src_ip: str, ip: str, port: int, timeout_s: float) -> dict | None:
-    """Median first/reply times (ms) of PROBES greeting probes made at once; None when none succeeded."""
+    """The least first/reply times (ms) of PROBES greeting probes made at once (a toxic never delivers early,
+    and a loaded machine or the harness's own threads only add delay: the least delayed probe is the toxic's
+    figure; the 30-minute soak's median was 17 ms late at 20 ms under its own client load), with the
+    medians as evidence; None when none succeeded."""
     with futures.ThreadPoolExecutor(PROBES) as pool:
         rows = [r for r in pool.map(lambda _: greeting_times(sock_of, src_ip, ip, port, timeout_s), range(PROBES)) if r]
     if not rows:
         return None
-    return {"first_ms": round(statistics.median(r[0] for r in rows) * 1000, 3),
-            "reply_ms": round(statistics.median(r[1] for r in rows) * 1000, 3), "n": len(rows)}
+    return {"first_ms": round(min(r[0] for r in rows) * 1000, 3), "reply_ms": round(min(r[1] for r in rows) * 1000, 3),
+            "first_median_ms": round(statistics.median(r[0] for r in rows) * 1000, 3),
+            "reply_median_ms": round(statistics.median(r[1] for r in rows) * 1000, 3), "n": len(rows)}
 
 
 class Sink:

@@ -22,6 +22,7 @@ class Settings:
     router_bind: str = "tcp://*:5555"
     events_bind: str = "tcp://*:5557"
     event_hwm: int = 10000   # events queued per subscriber; a subscriber this far behind misses events (seq gaps)
+    event_sndbuf: int = 0    # kernel send buffer per subscriber connection, bytes (0: the OS's, autotuned to MBs)
     db_path: str = "./data/registry.db"
     api_keys: str = "tenant-a:key-a,tenant-b:key-b,admin:key-admin"
     api_keys_file: str = ""
@@ -53,6 +54,7 @@ class Settings:
             router_bind=env_str("APIARY_ROUTER_BIND", d.router_bind),
             events_bind=env_str("APIARY_EVENTS_BIND", d.events_bind),
             event_hwm=env_int("APIARY_EVENT_HWM", d.event_hwm, 1),
+            event_sndbuf=env_int("APIARY_EVENT_SNDBUF", d.event_sndbuf, 0),
             db_path=env_str("APIARY_DB_PATH", d.db_path),
             # a keys file alone replaces the laptop defaults (they stay valid only without one)
             api_keys=env_str("APIARY_API_KEYS", "" if env_str("APIARY_API_KEYS_FILE", "") else d.api_keys),

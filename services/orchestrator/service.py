@@ -68,6 +68,8 @@ class Orchestrator:
         pub = self.ctx.socket(zmq.XPUB)  # subscriptions tell the publisher which events are wanted
         pub.setsockopt(zmq.LINGER, 0)
         pub.setsockopt(zmq.SNDHWM, self.settings.event_hwm)   # lossy per subscriber: a slow one misses events
+        if self.settings.event_sndbuf:   # bound the kernel's share too, or a slow subscriber's backlog is MBs more
+            pub.setsockopt(zmq.SNDBUF, self.settings.event_sndbuf)
         if keys is not None:
             secure_server(pub, keys, "events")
         pub.bind(self.settings.events_bind)
