@@ -1,0 +1,1 @@
+"""The etcd example: a third-party cluster tested only through the kit (compose file, x-apiary block, adapter)."""
