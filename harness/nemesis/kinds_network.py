@@ -197,7 +197,7 @@ class Partition(FaultKind):
         a, b = parse_target(stack, target)
         others = peers(stack, a) if b == "*" else [b]
         if params.get("direction", "both") == "both":
-            cut = [a] if b == "*" else [leaf(a, b)]
+            cut = [a] if b == "*" else [leaf(a, b, stack)]
             return [(s, "cut") for s in cut] + [(s, "probe") for s in {a, *others} - set(cut)]
         return [(s, "rule") for s in {a, *others}]
 
@@ -210,7 +210,7 @@ class Partition(FaultKind):
             raise NemesisError(f"partition: target {target!r} must be 'a|b' or 'a|*'")
         p["direction"] = normalize_direction(p["direction"], a, b)
         others = peers(stack, a) if b == "*" else [b]
-        if b != "*" and not set(static_networks(a)) & set(static_networks(b)):
+        if b != "*" and not set(static_networks(a, stack)) & set(static_networks(b, stack)):
             raise NemesisError(f"partition: {a} and {b} share no network to cut")
         if not others:
             raise NemesisError(f"partition: {a} has no peers")
@@ -228,12 +228,12 @@ class Partition(FaultKind):
             for n in cut_nets:
                 prober = next((o for o in others if n in nets[o]), None)
                 if prober:
-                    probes.append((prober, ip_on(nets[prober], n, prober), a, n, ip_on(nets[a], n, a), listen_port(a)))
+                    probes.append((prober, ip_on(nets[prober], n, prober), a, n, ip_on(nets[a], n, a), listen_port(a, stack)))
         else:
-            cut = leaf(a, b)
+            cut = leaf(a, b, stack)
             other = a if cut == b else b
-            cut_nets = shared(nets[a], nets[b])
-            probes = [(other, ip_on(nets[other], n, other), cut, n, ip_on(nets[cut], n, cut), listen_port(cut))
+            cut_nets = shared(nets[a], nets[b], stack)
+            probes = [(other, ip_on(nets[other], n, other), cut, n, ip_on(nets[cut], n, cut), listen_port(cut, stack))
                       for n in cut_nets]
         if not cut_nets:
             raise NemesisError(f"partition {target}: nothing to cut ({cut} shares no attached network)")
@@ -257,7 +257,7 @@ class Partition(FaultKind):
         rules: dict[str, list[str]] = {}
         probes = []
         for src, dst in pairs:
-            common = shared(nets[src], nets[dst])
+            common = shared(nets[src], nets[dst], stack)
             if not common:
                 raise NemesisError(f"partition {target}: {src} and {dst} share no attached network")
             src_ip, dst_ip = ip_on(nets[src], common[0], src), ip_on(nets[dst], common[0], dst)
@@ -268,16 +268,16 @@ class Partition(FaultKind):
                 rules.setdefault(src, []).append(f"-d {dst_ip} -m comment --comment {tag} -j DROP")
             else:
                 raise NemesisError(f"partition {target}: neither {src} nor {dst} has NET_ADMIN for iptables")
-            probes.append((src, dst_ip, listen_port(dst), src_ip))
+            probes.append((src, dst_ip, listen_port(dst, stack), src_ip))
         install(stack, rules)
         fault = OneWayDrop(self.name, target, p, stack, rules, probes)
         fault.applied = {"rules": rules}
         return fault
 
 
-def leaf(a: str, b: str) -> str:
-    """The side a two-service partition disconnects: the lower role (worker < hive < orchestrator), b on a tie."""
-    return a if rank(a) < rank(b) else b
+def leaf(a: str, b: str, stack: Any = None) -> str:
+    """The side a two-service partition disconnects: the lower rank (worker < hive < orchestrator), b on a tie."""
+    return a if rank(a, stack) < rank(b, stack) else b
 
 
 def read_script(traffic: tuple[str, int]) -> list[str]:
@@ -354,7 +354,7 @@ class Loss(FaultKind):
             raise NemesisError(f"loss: {target} has no peer to measure traffic with")
         nets = networks_of(stack, [target, toward])
         mine, theirs = nets[target], nets[toward]
-        common = shared(mine, theirs)
+        common = shared(mine, theirs, stack)
         if not common:
             raise NemesisError(f"loss: {target} and {toward} share no attached network")
         src = f"-s {ip_on(theirs, common[0], toward)} " if peer else ""
@@ -363,7 +363,7 @@ class Loss(FaultKind):
         specs = [f"{match}-m comment --comment {tag}-seen",
                  f"{match}-m statistic --mode random --probability {p['percent'] / 100:.4f} -m comment --comment {tag} -j DROP"]
         rules = {target: specs}
-        traffic = (ip_on(theirs, common[0], toward), listen_port(toward))
+        traffic = (ip_on(theirs, common[0], toward), listen_port(toward, stack))
         install(stack, rules)
         fault = PacketLoss(self.name, target, p, stack, rules, tag, traffic, ip_on(mine, common[0], target))
         fault.applied = {"rules": rules, "traffic_peer": toward, "at": time.time()}

@@ -243,11 +243,11 @@ class Steering:
         self.stack, self.target = stack, target
         self.src, self.dst = link_ends(stack, target)
         nets = networks_of(stack, [self.src, self.dst])
-        common = shared(nets[self.src], nets[self.dst])
+        common = shared(nets[self.src], nets[self.dst], stack)
         if not common:
             raise NemesisError(f"{target}: {self.src} and {self.dst} share no attached network")
         self.src_ip, self.dst_ip = ip_on(nets[self.src], common[0], self.src), ip_on(nets[self.dst], common[0], self.dst)
-        self.port = listen_port(self.dst)
+        self.port = listen_port(self.dst, stack)
         pid, dst_pid = container_pid(stack, self.src), container_pid(stack, self.dst)
         if not pid or not dst_pid:
             raise NemesisError(f"{target}: no host PID for {self.src} or {self.dst} (not running?)")

@@ -35,6 +35,12 @@ def split_addr(addr: Any, field: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _retrieve(task: asyncio.Task) -> None:
+    """Mark a finished task's exception as seen (run() judges the link from the tasks it waits on)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Stream:
     """One direction of a link: reads from `reader` (at most QUEUE_BYTES ahead), writes through the toxics
     to `writer`."""
@@ -140,6 +146,7 @@ class Link:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_retrieve)   # a peer's reset ends a stream with an error the link already handles
         return task
 
     async def run(self) -> None:

@@ -100,3 +100,16 @@ def test_compose_config_reads_the_same_topology_as_the_yaml():
     assert {s: set(via_cli.networks_of(s)) for s in via_cli.names} == {s: set(via_yaml.networks_of(s)) for s in via_yaml.names}
     assert (via_cli.ranks, via_cli.listen, via_cli.net_admin_services) == \
         (via_yaml.ranks, via_yaml.listen, tuple(sorted(via_yaml.net_admin_services)))
+
+
+def test_fault_kinds_ask_the_stacks_own_topology_not_the_default_file():
+    """Found with the etcd example: the partition kind took etcd1 for an Apiary worker (probe port 8001, no
+    cuttable network). With the stack's own topology it dials raft's 2380 and cuts the peer network."""
+    import harness.nemesis.protocol as proto
+    from harness.nemesis.kinds_network import leaf, shared
+    etcd = load(ROOT / "examples" / "etcd" / "docker-compose.yml")
+    stack = type("S", (), {"topology": etcd, "services": list(etcd.names), "backend": "docker"})()
+    assert proto.listen_port("etcd1", stack) == 2380 and proto.static_networks("etcd1", stack) == ["peer"]
+    assert proto.peers(stack, "etcd1") == ["etcd2", "etcd3"] and leaf("etcd1", "etcd2", stack) == "etcd2"
+    assert shared({"peer": {}, "client": {}}, {"peer": {}, "client": {}}, stack) == ["peer"]
+    assert sorted(proto.REGISTRY["partition"].claims(stack, "etcd1|*", {})) == [("etcd1", "cut"), ("etcd2", "probe"), ("etcd3", "probe")]
