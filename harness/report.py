@@ -152,25 +152,6 @@ def write_index(run_dir: Path, summary: dict) -> Path:
     return write_page(run_dir, summary)
 
 
-def soak_section(soaks: list[dict]) -> str:
-    """index.html's chaos soaks: seed, verdict, figures, each check, and the timeline picture."""
-    e = html.escape
-    parts = []
-    for k in soaks:
-        d = k.get("dir", "")
-        checks = "".join(f"<li>{'ok' if c['passed'] else '<b>FAILED</b>'} {e(n)}: {e(c['detail'])}</li>"
-                         for n, c in (k.get("checks") or {}).items())
-        img = (f"<p><a href='{e(d)}/{e(k['timeline'])}'><img src='{e(d)}/{e(k['timeline'])}' width=900></a></p>"
-               if k.get("timeline") else f"<p>no timeline: {e(str(k.get('timeline_error', '')))}</p>")
-        parts.append(f"<h3>{e(str(k.get('name')))}: seed {e(str(k.get('seed')))}, profile {e(str(k.get('profile')))} "
-                     f"— {'PASS' if k.get('passed') else 'FAIL'}</h3>"
-                     f"<p>checker verdict <b>{e(str((k.get('verdict') or {}).get('valid')))}</b>; {k.get('requests')} "
-                     f"requests ({k.get('rps')} tries/s); {k.get('faults_applied')} faults ({k.get('faults_per_min')}/min); "
-                     f"recovery {k.get('recovery_s')} s · <a href='{e(d)}/'>history, ledgers, verdict, schedule</a></p>"
-                     f"<ul>{checks}</ul>{img}")
-    return "<h2>Chaos soaks</h2>" + "".join(parts) if parts else ""
-
-
 def table(summary: dict) -> str:
     """The final summary table printed by the runner."""
     lines = [f"{'status':<10} {'elapsed':>7}  scenario", "-" * 72]

@@ -336,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         import traceback
         traceback.print_exc()
         say(f"ERROR: runner failed: {exc!r}")
+        try:   # the catch-all failure gets its summary and index.html too, naming what failed
+            (run_dir / "summary.json").write_text(json.dumps({**meta, "exit_code": EXIT_ENV, "environment_error":
+                                                              "runner failed", "detail": repr(exc)[:2000]}, indent=1, default=str))
+            report.write_index(run_dir, json.loads((run_dir / "summary.json").read_text()))
+        except Exception as write_exc:  # noqa: BLE001 - the exit code is what matters; say why there is no page
+            say(f"(no index.html: {write_exc!r})")
         code = EXIT_ENV
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -44,3 +44,18 @@ def test_usage_errors_exit_4_without_a_venv(tmp_path, argv):
     proc = script(tmp_path, *argv)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "error" in proc.stderr
+
+
+def test_an_unexpected_runner_error_exits_2_with_a_summary_and_a_page_naming_it(tmp_path, monkeypatch):
+    import json
+    from harness import runner
+
+    def broken(args, meta):
+        raise RuntimeError("backend probe exploded")
+    monkeypatch.setattr(runner, "choose_backend", broken)
+    code = runner.main(["--tags", "@smoke", "--report-dir", str(tmp_path), "--no-build"])
+    run_dir = (tmp_path / "latest").resolve()
+    assert code == 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["environment_error"] == "runner failed" and "backend probe exploded" in summary["detail"]
+    assert "backend probe exploded" in (run_dir / "index.html").read_text()
