@@ -12,7 +12,7 @@ from behave.fixture import fixture, use_fixture_by_tag
 from harness.stackops import TRACEBACK
 from harness.deadline import SCENARIO_LIMIT_S, ScenarioWatchdog
 from harness.errors import EnvironmentSetupError
-from harness.gather import bundle_dir, failed_step_text, write_bundle, write_timeline
+from harness.gather import attach_to_allure, bundle_dir, failed_step_text, write_bundle, write_timeline
 from harness.settings import Settings, open_cluster
 from harness.world import World
 
@@ -107,6 +107,7 @@ def write_failure_bundle(context, scenario, world, tracebacks: dict) -> None:
     if tracebacks:
         text += f"\nTraceback in service logs: {', '.join(sorted(tracebacks))} (see tracebacks.txt)\n"
     write_bundle(path, context.cluster, context.scenario_started - 0.5, text, artifacts, extra)
+    attach_to_allure(path)
     if "chaos" in scenario.effective_tags and getattr(world, "history", None) is not None:
         write_timeline(path, [world.history.ops, world.faults.ops], world.events.events if world.events else [],
                        f"{scenario.feature.name} › {scenario.name}")

@@ -124,3 +124,23 @@ def write_timeline(path: Path, histories: list[list[dict]], events: list[dict], 
         return "timeline.png"
     except Exception as exc:  # noqa: BLE001 - a bundle is best effort
         return f"timeline failed: {exc!r}"
+
+
+def attach_to_allure(bundle: Path) -> int:
+    """Attach every file of a failure bundle to the running scenario's Allure result (when the run has
+    --allure: allure-behave's formatter is active); returns how many were attached (0 without Allure)."""
+    try:
+        import allure
+        from allure_commons import plugin_manager
+    except ImportError:
+        return 0
+    if not plugin_manager.list_name_plugin():
+        return 0
+    n = 0
+    for path in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
+        kind = allure.attachment_type.JSON if path.suffix == ".json" else \
+            allure.attachment_type.PNG if path.suffix == ".png" else allure.attachment_type.TEXT
+        allure.attach.file(str(path), name=str(path.relative_to(bundle)), attachment_type=kind)
+        n += 1
+    return n
+

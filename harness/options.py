@@ -64,6 +64,9 @@ def build_parser() -> Parser:
                            "starts nothing")
     p.add_argument("--junit-xml", metavar="PATH", help="also write the run's JUnit (all features, bundle links) "
                                                        "into one file at PATH")
+    p.add_argument("--allure", action="store_true",
+                   help="also write allure-behave results into <run dir>/allure-results, each failed scenario's "
+                        "bundle files attached (view: allure serve <run dir>/allure-results)")
     p.add_argument("--backend", choices=("docker", "local"),
                    help="docker (compose stack) or local (processes on 127.0.0.1); default: docker when an "
                         "engine answers, else local (scenarios tagged @container are then skipped)")

@@ -19,7 +19,8 @@ from harness.options import EXIT_ENV, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, HELP, pa
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker")
-BUILD_LIMIT_S = 30 * 60.0    # cold build incl. debootstrap takes ~2 min here
+BUILD_LIMIT_S = 30 * 60.0
+ALLURE_DIR = "allure-results"    # --allure: allure-behave's results, bundle files attached (harness/gather.py)    # cold build incl. debootstrap takes ~2 min here
 
 class Interrupted(Exception):
     """SIGINT/SIGTERM reached the runner."""
@@ -87,6 +88,8 @@ def behave_command(args, run_dir: Path) -> list[str]:
     cmd = [sys.executable, "-m", "behave", *behave_paths(args), "--no-skipped", "--no-summary", "--no-capture-stderr",
            "-f", "json", "-o", str(run_dir / "behave.json"),     # -o pairs with -f in order: stdout last
            "-f", "behave_html_pretty_formatter:PrettyHTMLFormatter", "-o", str(run_dir / "report.html"),
+           *(["-f", "allure_behave.formatter:AllureFormatter", "-o", str(run_dir / ALLURE_DIR)]
+             if getattr(args, "allure", False) else []),
            "-f", "harness.progress:ProgressFormatter",
            "--junit", "--junit-directory", str(run_dir / "junit")]
     return cmd + selection_args(args)
