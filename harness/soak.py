@@ -103,12 +103,17 @@ def look_up_jobs(stack: Any, ops: list[dict]) -> dict[str, dict]:
         if not hasattr(local, "session"):
             local.session = requests.Session()
         session = local.session
-        try:
-            resp = session.get(f"{stack.api_url}/v1/jobs/{job_id}", timeout=10,
-                               headers={"Authorization": f"Bearer {keys.get(tenant, keys.get('admin'))}"})
-            return job_id, resp.json() if resp.status_code == 200 else {"status": resp.status_code, "body": resp.text[:200]}
-        except requests.RequestException as exc:
-            return job_id, {"status": None, "error": repr(exc)[:200]}
+        error = None
+        for attempt in range(3):   # a kept-alive connection the server closed is the harness's failure, not an answer
+            try:
+                resp = session.get(f"{stack.api_url}/v1/jobs/{job_id}", timeout=10,
+                                   headers={"Authorization": f"Bearer {keys.get(tenant, keys.get('admin'))}"})
+                return job_id, resp.json() if resp.status_code == 200 else {"status": resp.status_code, "body": resp.text[:200]}
+            except requests.RequestException as exc:
+                error = {"status": None, "error": repr(exc)[:200], "tries": attempt + 1}
+                session = local.session = requests.Session()
+                time.sleep(0.2 * (attempt + 1))
+        return job_id, error
     with futures.ThreadPoolExecutor(8) as pool:
         return dict(pool.map(one, seen.items()))
 
