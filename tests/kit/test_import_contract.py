@@ -5,7 +5,7 @@ from pathlib import Path
 
 from tests.kit.importgraph import chain, closure, modules
 
-KIT_PACKAGES = ("harness.stack", "harness.nemesis", "harness.toxiproxy")
+KIT_PACKAGES = ("harness.stack", "harness.nemesis", "harness.toxiproxy", "harness.behave")
 KIT_PREFIXES = ("harness.checkers.linearizable",)   # linearizable.py and its helper modules
 KIT_MODULES = {"harness.history", "harness.wait", "harness.deadline", "harness.errors", "harness.stats",
                "harness.compose", "harness.startup", "harness.sweep"}
