@@ -5,7 +5,7 @@
 set -euo pipefail
 
 SUITE="${APIARY_BASE_SUITE:-bookworm}"
-MIRROR="${APIARY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="$("$(dirname "$0")/debian-mirror.sh")"   # $APIARY_DEBIAN_MIRROR, else the host's apt sources
 PACKAGES="python3,python3-venv,ca-certificates,iproute2,iptables"
 RECIPE_VERSION="1"   # bump when the recipe below changes
 REPO="${APIARY_BASE_REPO:-apiary-base}"

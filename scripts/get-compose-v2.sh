@@ -8,7 +8,7 @@
 # Skipped when `docker compose` already answers. APIARY_COMPOSE_V2=0 disables it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-MIRROR="${APIARY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="$("$(dirname "$0")/debian-mirror.sh")"   # $APIARY_DEBIAN_MIRROR, else the host's apt sources
 SUITE="${APIARY_COMPOSE_SUITE:-trixie}"
 DEST="${APIARY_COMPOSE_DEST:-$ROOT/.tools/docker-compose}"
 log() { echo "[compose-v2] $*" >&2; }
