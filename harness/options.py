@@ -64,6 +64,9 @@ def build_parser() -> Parser:
                            "starts nothing")
     p.add_argument("--junit-xml", metavar="PATH", help="also write the run's JUnit (all features, bundle links) "
                                                        "into one file at PATH")
+    p.add_argument("--compose", metavar="FILE",
+                   help="test another stack: a compose file with an x-apiary: block (docs/kit.md); its features are "
+                        "FILE's directory's features/ (their hooks, harness/behave/hooks.py, build, start and stop it)")
     p.add_argument("--allure", action="store_true",
                    help="also write allure-behave results into <run dir>/allure-results, each failed scenario's "
                         "bundle files attached (view: allure serve <run dir>/allure-results)")
@@ -100,6 +103,26 @@ def build_parser() -> Parser:
     return p
 
 
+def check_compose(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--compose FILE: the file must exist and carry a readable x-apiary block; its features/ are the default paths."""
+    from harness.stack.topology import TopologyError, load
+    path = Path(args.compose).resolve()
+    if args.chaos or args.backend == "local":
+        p.error("--compose runs that stack's features; --soak/--replay/--shrink and --backend local are Apiary's")
+    if not path.is_file():
+        p.error(f"--compose {args.compose}: no such file")
+    try:
+        load(path)
+    except TopologyError as exc:
+        p.error(f"--compose: {exc}")
+    args.compose = str(path)
+    if not args.paths:
+        features = path.parent / "features"
+        if not features.is_dir():
+            p.error(f"--compose {args.compose}: no features/ directory beside it ({features})")
+        args.paths = [str(features)]
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options before `--`; everything after it goes to behave. Usage errors exit 4."""
     behave_args: list[str] = []
@@ -113,6 +136,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--soak, --replay and --shrink need the docker backend (container-level faults)")
     if args.chaos and (args.paths or args.names or args.list or args.dry_run):
         p.error("--soak, --replay and --shrink take no feature paths, -k, --list or --dry-run")
+    if args.compose:
+        check_compose(p, args)
     args.behave_args = behave_args
     args.tags = args.tags or ([] if args.paths else list(DEFAULT_TAGS))
     return args

@@ -227,6 +227,9 @@ def teardown(settings: Settings, cluster, run_dir: Path) -> bool:
     failures: list[str] = []
     try:
         client = cluster.client if cluster is not None else docker_client()
+        if cluster is None and settings.compose_file:
+            from harness.stack.compose import ComposeStack
+            cluster = ComposeStack(settings.run_id, settings.compose_file, client=client)
         cluster = cluster or Cluster(settings.run_id, client=client, run_dir=run_dir)
         failures = cluster.down()
         left = leftovers(client, settings.run_id)
@@ -293,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     reaper = Reaper(run_id, run_dir)   # sweeps the run if this process dies without tearing down (kill -9)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings = Settings(run_id=run_id, report_dir=str(run_dir), seed=seed, timeout_multiplier=args.timeout_multiplier,
-                        keep_up=args.keep_up, stack_file=str(run_dir / "stack.json"), gate_file=str(args.gate))
+                        keep_up=args.keep_up, stack_file=str(run_dir / "stack.json"), gate_file=str(args.gate),
+                        compose_file=args.compose or "")
     os.environ["APIARY_TIMEOUT_MULTIPLIER"] = str(args.timeout_multiplier)
     chosen = "" if args.chaos else f", {args.total} scenario(s) selected"
     say(f"Apiary integration run {run_id} (seed {seed}, tags {' and '.join(args.tags) or '-'}{chosen}) -> {run_dir}")
@@ -302,29 +306,36 @@ def main(argv: list[str] | None = None) -> int:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timeout_multiplier": args.timeout_multiplier}
     cluster, code, timings = None, EXIT_ENV, {}
     try:
-        settings.backend = choose_backend(args, meta)
-        meta["backend"] = settings.backend
-        if settings.backend == "docker":
-            from harness.cluster import Cluster
-            meta["images"] = build_images(run_dir, args.build)
-            cluster = Cluster(run_id, image_tag=os.environ.get("APIARY_IMAGE_TAG", "local"), run_dir=run_dir)
-            meta["compose"] = " ".join(cluster.compose_cmd)
-            say(f"Starting the stack (project {cluster.project}, {meta['compose']})...")
-            timings["up_s"] = round(cluster.up(120 * args.timeout_multiplier), 2)
-            try:
-                cluster.wait_ready(30)
-            except AssertionError as exc:
-                raise EnvironmentSetupError("cluster not ready", f"{exc}\n{cluster.diagnose('state:')}") from None
-            (run_dir / "stack.json").write_text(json.dumps(cluster.describe(), indent=1))  # before the line tools wait for
-            say(f"Stack healthy in {timings['up_s']:.1f}s; API {cluster.api_url}")
-        meta["timings"] = timings
-        if args.chaos:
-            if settings.backend != "docker":
-                raise EnvironmentSetupError("no Docker engine", "--soak, --replay and --shrink need container faults")
-            from harness.soak_run import run_mode
-            code = run_mode(args, settings, cluster, run_dir, meta, say)
-        else:
+        if args.compose:   # another stack: its own hooks (harness/behave/hooks.py) build, start and stop it
+            settings.backend = meta["backend"] = "docker"
+            meta["compose_file"] = args.compose
+            os.environ["APIARY_KIT_RUN_ID"] = run_id     # its resources carry this run's label: the reaper's net
+            say(f"Stack from {args.compose}: its features' hooks start it")
             code = behave_phase(args, settings, run_dir, meta, reaper)
+        else:
+            settings.backend = choose_backend(args, meta)
+            meta["backend"] = settings.backend
+            if settings.backend == "docker":
+                from harness.cluster import Cluster
+                meta["images"] = build_images(run_dir, args.build)
+                cluster = Cluster(run_id, image_tag=os.environ.get("APIARY_IMAGE_TAG", "local"), run_dir=run_dir)
+                meta["compose"] = " ".join(cluster.compose_cmd)
+                say(f"Starting the stack (project {cluster.project}, {meta['compose']})...")
+                timings["up_s"] = round(cluster.up(120 * args.timeout_multiplier), 2)
+                try:
+                    cluster.wait_ready(30)
+                except AssertionError as exc:
+                    raise EnvironmentSetupError("cluster not ready", f"{exc}\n{cluster.diagnose('state:')}") from None
+                (run_dir / "stack.json").write_text(json.dumps(cluster.describe(), indent=1))  # before the line tools wait for
+                say(f"Stack healthy in {timings['up_s']:.1f}s; API {cluster.api_url}")
+            meta["timings"] = timings
+            if args.chaos:
+                if settings.backend != "docker":
+                    raise EnvironmentSetupError("no Docker engine", "--soak, --replay and --shrink need container faults")
+                from harness.soak_run import run_mode
+                code = run_mode(args, settings, cluster, run_dir, meta, say)
+            else:
+                code = behave_phase(args, settings, run_dir, meta, reaper)
     except EnvironmentSetupError as exc:
         say(f"ERROR: environment could not be set up: {exc.what}\n{exc.detail}")
         (run_dir / "env-error.json").write_text(json.dumps({"what": exc.what, "detail": exc.detail}))

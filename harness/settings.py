@@ -25,6 +25,7 @@ class Settings:
     keep_up: bool = False
     stack_file: str = ""
     gate_file: str = ""
+    compose_file: str = ""        # --compose: another stack's compose file (APIARY_COMPOSE_FILE, harness/stack)
 
     def to_env(self) -> dict[str, str]:
         return {f"APIARY_{k.upper()}": str(int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items()}
@@ -38,7 +39,8 @@ class Settings:
         return cls(run_id=run_id, report_dir=report_dir, seed=int(env.get("APIARY_SEED", "0") or 0),
                    timeout_multiplier=float(env.get("APIARY_TIMEOUT_MULTIPLIER", "1") or 1),
                    backend=env.get("APIARY_BACKEND", "docker"), keep_up=env.get("APIARY_KEEP_UP", "0") == "1",
-                   stack_file=env.get("APIARY_STACK_FILE", ""), gate_file=env.get("APIARY_GATE_FILE", ""))
+                   stack_file=env.get("APIARY_STACK_FILE", ""), gate_file=env.get("APIARY_GATE_FILE", ""),
+                   compose_file=env.get("APIARY_COMPOSE_FILE", ""))
 
 
 def open_cluster(settings: Settings):

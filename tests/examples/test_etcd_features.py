@@ -1,14 +1,13 @@
-"""The etcd example's behave features (examples/etcd/features/, tagged @example) run through the kit's
-generic step library and hooks in a behave subprocess: exit 0, every scenario passed (read from behave's JSON
-report), nothing labelled with the run id left afterwards, within 90 s once the image exists."""
+"""The etcd example's behave features (examples/etcd/features/, tagged @example) run as the issue asks,
+`./run-integration-tests.sh --compose examples/etcd/docker-compose.yml --tags @example`: through the kit's
+generic step library and hooks, exit 0, every scenario passed in the run's summary.json and the gate holds,
+nothing labelled with the run left afterwards, within 90 s once the image exists. `--list` needs no engine."""
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "etcd"
-FEATURES = EXAMPLE / "features"
 WALL_S = 90.0            # the whole behave run once the image exists: build check, up, 3 scenarios, down
 SCENARIOS = 3            # partition, stale (the selftest), rejoin
 
@@ -42,35 +40,44 @@ def build_image() -> None:
         pytest.skip(f"the etcd image could not be built (build.sh exit {build.returncode}): {build.stderr[-1500:]}")
 
 
-def scenario_statuses(report: Path) -> dict[str, str]:
-    """scenario name -> status, from behave's JSON formatter output."""
-    features = json.loads(report.read_text() or "[]")
-    return {el["name"]: el.get("status") for f in features for el in f.get("elements", [])
-            if el.get("type") == "scenario"}
+RUNNER = ROOT / "run-integration-tests.sh"
+COMPOSE = EXAMPLE / "docker-compose.yml"
 
 
-def test_the_etcd_features_pass_through_the_kit_steps(tmp_path):
+def test_list_shows_the_example_scenarios_without_starting_anything():
+    proc = subprocess.run([str(RUNNER), "--compose", str(COMPOSE), "--tags", "@example", "--list"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{SCENARIOS} scenario(s) in 3 feature file(s) selected" in proc.stdout, proc.stdout
+
+
+def test_a_compose_file_without_an_x_apiary_block_is_a_usage_error(tmp_path):
+    bad = tmp_path / "docker-compose.yml"
+    bad.write_text("services:\n  a: {image: busybox}\n")
+    proc = subprocess.run([str(RUNNER), "--compose", str(bad), "--list"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 4 and "no x-apiary: block" in proc.stderr and str(bad) in proc.stderr, proc.stderr
+
+
+def test_the_etcd_features_pass_through_the_runner_and_the_kit_steps(tmp_path):
     build_image()
     try:
         client = docker_client()
     except EnvironmentSetupError as exc:
         pytest.skip(f"the kit cannot reach Docker: {exc}")
-    run_id = f"kitbh-{secrets.token_hex(3)}"
-    report = tmp_path / "behave.json"
-    env = {k: v for k, v in os.environ.items() if k != "APIARY_RUN_ID"}
-    env.update(PYTHONPATH=str(ROOT), APIARY_KIT_RUN_ID=run_id)
-    cmd = [sys.executable, "-m", "behave", str(FEATURES.relative_to(ROOT)), "--tags", "@example",
-           "-f", "json", "-o", str(report), "-f", "plain", "--no-capture"]
+    env = {k: v for k, v in os.environ.items() if k not in ("APIARY_RUN_ID", "APIARY_KIT_RUN_ID")}
+    cmd = [str(RUNNER), "--compose", str(COMPOSE), "--tags", "@example", "--report-dir", str(tmp_path)]
     started = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=scaled(WALL_S) + 120)
-    finally:
-        left = leftovers(client, run_id)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=scaled(WALL_S) + 180)
     wall = time.monotonic() - started
-    print(f"\n[etcd-features] run {run_id}: exit {proc.returncode} in {wall:.1f} s; left {left}\n"
-          f"{proc.stdout[-4000:]}", flush=True)
-    assert proc.returncode == 0, f"behave exit {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
-    statuses = scenario_statuses(report)
+    run_dir = (tmp_path / "latest").resolve()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    left = leftovers(client, summary["run_id"])
+    print(f"\n[etcd-features] run {summary['run_id']}: exit {proc.returncode} in {wall:.1f} s; left {left}\n"
+          f"{proc.stdout[-3000:]}", flush=True)
+    assert proc.returncode == 0, f"runner exit {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    statuses = {sc["scenario"]: sc["status"] for sc in summary["scenarios"]}
     assert len(statuses) == SCENARIOS and set(statuses.values()) == {"passed"}, statuses
+    assert summary["gate"]["passed"] and summary["compose_file"] == str(COMPOSE), summary["gate"]
     assert left == {"containers": [], "networks": [], "volumes": []}, left
-    assert wall <= scaled(WALL_S), f"the features took {wall:.1f} s (bound {scaled(WALL_S):.0f} s)"
+    assert wall <= scaled(WALL_S), f"the run took {wall:.1f} s (bound {scaled(WALL_S):.0f} s)"
