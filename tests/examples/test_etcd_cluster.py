@@ -36,13 +36,13 @@ def tail(text: str, lines: int = 30) -> str:
 
 
 def compose_command() -> list[str] | None:
-    """.tools/docker-compose (Compose v2, scripts/get-compose-v2.sh) when present, else `docker compose`."""
-    local = ROOT / ".tools" / "docker-compose"
-    if local.exists():
-        return [str(local)]
-    if shutil.which("docker") and run(["docker", "compose", "version"], 20).returncode == 0:
-        return ["docker", "compose"]
-    return None
+    """The harness's choice (harness/compose.py: $APIARY_COMPOSE, Compose v2, else v1), None when there is none."""
+    from harness.compose import compose_command as choose
+    from harness.errors import EnvironmentSetupError
+    try:
+        return choose()
+    except EnvironmentSetupError:
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def etcd_cluster(etcd_image):
     """The compose project up (`up -d`), its members' published client URLs; `down -v` whatever happens."""
     compose = compose_command()
     if compose is None:
-        pytest.skip("no Compose v2: neither .tools/docker-compose nor `docker compose` (scripts/get-compose-v2.sh)")
+        pytest.skip("no compose: neither `docker compose`, .tools/docker-compose nor docker-compose")
     project = f"apiary-etcd-{secrets.token_hex(3)}"
     env = {**os.environ, "APIARY_RUN_ID": project}
     base = [*compose, "-p", project, "-f", str(COMPOSE_FILE)]
