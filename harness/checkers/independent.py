@@ -212,12 +212,12 @@ def check_answers(by_nonce: dict[str, list[Try]], lookups: dict[str, dict], miss
             seen_by = [t for t in tries if t.job_id == job_id]
             if not isinstance(state, str):
                 status = view.get("status") if isinstance(view, dict) else None
-                if status == 404 and unflushed_at_kill(seen_by, promises, restarts) is not None:
-                    counts["unanswerable_excused"] += 1  # its row may still have been queued when killed
-                    continue
                 began = min((t.invoke.get("wall") or 0.0) for t in seen_by)
                 if status == 404 and promises.get("corruption_loses_earlier_jobs") and any(c >= began for c in corruptions):
                     counts["unanswerable_after_corruption"] += 1  # the registry it was in was moved aside
+                    continue   # (checked first: a corruption also restarts the orchestrator)
+                if status == 404 and unflushed_at_kill(seen_by, promises, restarts) is not None:
+                    counts["unanswerable_excused"] += 1  # its row may still have been queued when killed
                     continue
                 found.append(anomaly("unanswerable", nonce, [job_id], seen_by, [],
                                      f"GET /v1/jobs/{job_id} after the run gave {status or view!r}, not a job"))
