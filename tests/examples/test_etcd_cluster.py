@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from tests.examples.etcd_image import build_etcd_image
 
 from examples.etcd.adapter import EtcdClient, RegisterWorkload
 from harness.checkers.linearizable import check_register
@@ -47,20 +48,7 @@ def compose_command() -> list[str] | None:
 
 @pytest.fixture(scope="module")
 def etcd_image() -> str:
-    """apiary/etcd built by examples/etcd/build.sh (cached after the first build); skip without an engine."""
-    if shutil.which("docker") is None:
-        pytest.skip("no docker CLI on this machine")
-    info = run(["docker", "info", "--format", "{{.ServerVersion}}"], 30)
-    if info.returncode != 0:
-        pytest.skip(f"no reachable Docker engine: {tail(info.stderr, 3)}")
-    started = time.monotonic()
-    build = run([str(EXAMPLE / "build.sh")], 900)
-    if build.returncode != 0:
-        pytest.skip(f"the etcd image could not be built (examples/etcd/build.sh exit {build.returncode}):\n"
-                    f"{tail(build.stderr)}")
-    image = build.stdout.strip().splitlines()[-1]
-    print(f"\n{image} ready in {time.monotonic() - started:.1f} s")
-    return image
+    return build_etcd_image()
 
 
 def leftovers(project: str) -> dict[str, list[str]]:

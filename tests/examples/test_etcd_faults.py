@@ -12,13 +12,13 @@ import concurrent.futures as futures
 import contextlib
 import os
 import secrets
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from tests.examples.etcd_image import build_etcd_image
 import yaml
 
 from examples.etcd.adapter import EtcdClient, EtcdError, RegisterWorkload
@@ -52,21 +52,6 @@ def log(line: str) -> None:
 def election_timeout_s() -> float:
     """etcd's election timeout as the compose file sets it (x-etcd-env.ETCD_ELECTION_TIMEOUT, in ms)."""
     return int(yaml.safe_load(COMPOSE_FILE.read_text())["x-etcd-env"]["ETCD_ELECTION_TIMEOUT"]) / 1000
-
-
-def build_image() -> str:
-    """apiary/etcd built by examples/etcd/build.sh (cached after the first build); skip without an engine."""
-    if shutil.which("docker") is None:
-        pytest.skip("no docker CLI on this machine")
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                          timeout=30)
-    if info.returncode != 0:
-        pytest.skip(f"no reachable Docker engine: {info.stderr.strip()[-300:]}")
-    build = subprocess.run([str(EXAMPLE / "build.sh")], capture_output=True, text=True, timeout=900)
-    if build.returncode != 0:
-        pytest.skip(f"the etcd image could not be built (examples/etcd/build.sh exit {build.returncode}): "
-                    f"{build.stderr.strip()[-1500:]}")
-    return build.stdout.strip().splitlines()[-1]
 
 
 def url(stack: ComposeStack, service: str) -> str:
@@ -134,7 +119,7 @@ def completions(ops: list[dict], node: str | None = None, after: float = 0.0, ty
 @pytest.fixture(scope="module")
 def etcd():
     """The etcd example up through ComposeStack with a unique run id; down() and a leftover check always."""
-    image = build_image()
+    image = build_etcd_image()
     run_id = f"etcdf-{secrets.token_hex(3)}"
     try:
         stack = ComposeStack(run_id, COMPOSE_FILE)

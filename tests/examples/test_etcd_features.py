@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.examples.etcd_image import build_etcd_image
 
 from harness.errors import EnvironmentSetupError
 from harness.stack.compose import docker_client
@@ -24,20 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "etcd"
 WALL_S = 90.0            # the whole behave run once the image exists: build check, up, 3 scenarios, down
 SCENARIOS = 3            # partition, stale (the selftest), rejoin
-
-
-def build_image() -> None:
-    """apiary/etcd built by examples/etcd/build.sh (cached), so the timed run below only checks it; skip
-    without an engine or a build."""
-    if shutil.which("docker") is None:
-        pytest.skip("no docker CLI on this machine")
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                          timeout=30)
-    if info.returncode != 0:
-        pytest.skip(f"no reachable Docker engine: {info.stderr.strip()[-300:]}")
-    build = subprocess.run([str(EXAMPLE / "build.sh")], capture_output=True, text=True, timeout=900)
-    if build.returncode != 0:
-        pytest.skip(f"the etcd image could not be built (build.sh exit {build.returncode}): {build.stderr[-1500:]}")
 
 
 RUNNER = ROOT / "run-integration-tests.sh"
@@ -60,7 +47,7 @@ def test_a_compose_file_without_an_x_apiary_block_is_a_usage_error(tmp_path):
 
 
 def test_the_etcd_features_pass_through_the_runner_and_the_kit_steps(tmp_path):
-    build_image()
+    build_etcd_image()
     try:
         client = docker_client()
     except EnvironmentSetupError as exc:
