@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 SockOf = Callable[[], socket.socket]
 
@@ -20,29 +20,52 @@ def connect(sock_of: SockOf, src_ip: str, addr: str, timeout_s: float) -> socket
     return s
 
 
-def read_all(s: socket.socket, deadline: float) -> tuple[int, str]:
-    """Bytes read until the end, and how it ended: eof, reset, timeout."""
-    got = 0
-    while True:
+class Received(NamedTuple):
+    """What one read-until-the-end saw: bytes, how it ended (eof, reset, timeout, limit), reads, last byte's time."""
+
+    bytes: int
+    ended: str
+    reads: int
+    last_at: float | None        # time.perf_counter() when the last data arrived
+
+
+def receive(s: socket.socket, deadline: float, limit: int | None = None) -> Received:
+    """Read until the end, the deadline (monotonic) or `limit` bytes."""
+    got, reads, last = 0, 0, None
+    while limit is None or got < limit:
         s.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             data = s.recv(65536)
         except ConnectionResetError:
-            return got, "reset"
+            return Received(got, "reset", reads, last)
         except (socket.timeout, TimeoutError):
-            return got, "timeout"
+            return Received(got, "timeout", reads, last)
         if not data:
-            return got, "eof"
-        got += len(data)
+            return Received(got, "eof", reads, last)
+        got, reads, last = got + len(data), reads + 1, time.perf_counter()
+    return Received(got, "limit", reads, last)
+
+
+def read_all(s: socket.socket, deadline: float) -> tuple[int, str]:
+    """Bytes read until the end, and how it ended: eof, reset, timeout."""
+    r = receive(s, deadline)
+    return r.bytes, r.ended
+
+
+def open_probe(sock_of: SockOf, src_ip: str, addr: str, timeout_s: float) -> tuple[socket.socket | None, dict]:
+    """(the probe's connected socket, {}), or (None, the evidence of why it could not connect)."""
+    try:
+        return connect(sock_of, src_ip, addr, timeout_s), {}
+    except OSError as exc:
+        return None, {"why": f"probe connect failed: {exc!r}"}
 
 
 def probe_reset(sock_of: SockOf, src_ip: str, addr: str, within_s: float) -> tuple[bool, dict]:
     """reset_peer: after data flows both ways is asked for, the probe connection gets ECONNRESET within within_s."""
     t0 = time.monotonic()
-    try:
-        s = connect(sock_of, src_ip, addr, within_s)
-    except OSError as exc:
-        return False, {"why": f"probe connect failed: {exc!r}"}
+    s, why = open_probe(sock_of, src_ip, addr, within_s)
+    if s is None:
+        return False, why
     try:
         try:
             s.sendall(b"SEND 4096\n")
@@ -60,10 +83,9 @@ def probe_limit(sock_of: SockOf, src_ip: str, addr: str, stream: str, limit: int
     upstream, sending that many ends the connection without the sink's count of them."""
     size = 2 * limit + 1000
     t0 = time.monotonic()
-    try:
-        s = connect(sock_of, src_ip, addr, timeout_s)
-    except OSError as exc:
-        return False, {"why": f"probe connect failed: {exc!r}"}
+    s, why = open_probe(sock_of, src_ip, addr, timeout_s)
+    if s is None:
+        return False, why
     try:
         if stream == "downstream":
             s.sendall(b"SEND %d\n" % size)
@@ -103,10 +125,9 @@ def probe_limit(sock_of: SockOf, src_ip: str, addr: str, stream: str, limit: int
 def probe_silent(sock_of: SockOf, src_ip: str, addr: str, window_s: float) -> tuple[bool, dict]:
     """blackhole (timeout): asking for 1000 bytes yields none within window_s (a silent close counts too)."""
     t0 = time.monotonic()
-    try:
-        s = connect(sock_of, src_ip, addr, window_s + 2)
-    except OSError as exc:
-        return False, {"why": f"probe connect failed: {exc!r}"}
+    s, why = open_probe(sock_of, src_ip, addr, window_s + 2)
+    if s is None:
+        return False, why
     try:
         s.sendall(b"SEND 1000\n")
         got, ended = read_all(s, t0 + window_s)
@@ -125,22 +146,15 @@ def probe_sliced(sock_of: SockOf, src_ip: str, addr: str, stream: str, size: int
     pieces = max(1, size // max(1, average))
     want_s = 0.5 * (pieces - 1) * delay_us / 1e6
     t0 = time.monotonic()
-    try:
-        s = connect(sock_of, src_ip, addr, timeout_s)
-    except OSError as exc:
-        return False, {"why": f"probe connect failed: {exc!r}"}
+    s, why = open_probe(sock_of, src_ip, addr, timeout_s)
+    if s is None:
+        return False, why
     reads = 0
     try:
         start = time.perf_counter()
         if stream == "downstream":
             s.sendall(b"SEND %d\n" % size)
-            got = 0
-            while got < size:
-                s.settimeout(max(0.01, t0 + timeout_s - time.monotonic()))
-                data = s.recv(65536)
-                if not data:
-                    break
-                got, reads = got + len(data), reads + 1
+            got, _, reads, _ = receive(s, t0 + timeout_s, size)
         else:
             s.sendall(b"u" * size)
             s.shutdown(socket.SHUT_WR)
@@ -164,22 +178,15 @@ def probe_slow_close(sock_of: SockOf, src_ip: str, addr: str, stream: str, delay
     90 % of the delay (without the toxic it is ~0)."""
     want_s = 0.9 * delay_ms / 1000
     t0 = time.monotonic()
-    try:
-        s = connect(sock_of, src_ip, addr, timeout_s)
-    except OSError as exc:
-        return False, {"why": f"probe connect failed: {exc!r}"}
+    s, why = open_probe(sock_of, src_ip, addr, timeout_s)
+    if s is None:
+        return False, why
     try:
         if stream == "downstream":
             s.sendall(b"SEND 100\n")
-            got, last = 0, None
-            while True:
-                s.settimeout(max(0.01, t0 + timeout_s - time.monotonic()))
-                data = s.recv(65536)
-                if not data:
-                    break
-                got, last = got + len(data), time.perf_counter()
-            gap = time.perf_counter() - (last or time.perf_counter())
-            ok = got == 100
+            r = receive(s, t0 + timeout_s)
+            gap = time.perf_counter() - (r.last_at or time.perf_counter())
+            ok = r.bytes == 100 and r.ended == "eof"
         else:
             s.sendall(b"u" * 100)
             start = time.perf_counter()
