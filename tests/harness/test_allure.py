@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.options import parse_args
 from harness.runner import ALLURE_DIR, behave_command
+from tests.harness.scratch import write_features
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,20 +22,17 @@ def test_allure_adds_its_formatter_only_when_asked(tmp_path):
 
 
 def test_a_failed_scenarios_bundle_is_attached_and_a_passing_one_gets_nothing(tmp_path):
-    feats = tmp_path / "features"
-    (feats / "steps").mkdir(parents=True)
-    (feats / "x.feature").write_text("Feature: X\n  Scenario: fails\n    Given it fails\n"
-                                     "  Scenario: passes\n    Given it passes\n")
-    (feats / "steps" / "s.py").write_text("from behave import given\n@given('it fails')\ndef f(c): assert False, 'boom'\n"
-                                          "@given('it passes')\ndef p(c): pass\n")
     bundle = tmp_path / "bundle"
-    (feats / "environment.py").write_text(
-        "from pathlib import Path\nfrom harness.gather import attach_to_allure\n"
-        "def after_scenario(context, scenario):\n"
-        "    if scenario.status.name == 'failed':\n"
-        f"        b = Path({str(bundle)!r}); (b / 'logs').mkdir(parents=True, exist_ok=True)\n"
-        "        (b / 'failure.txt').write_text('boom'); (b / 'logs' / 'orchestrator.log').write_text('{}')\n"
-        "        attach_to_allure(b)\n")
+    hooks = ("from pathlib import Path\nfrom harness.gather import attach_to_allure\n"
+             "def after_scenario(context, scenario):\n"
+             "    if scenario.status.name == 'failed':\n"
+             f"        b = Path({str(bundle)!r}); (b / 'logs').mkdir(parents=True, exist_ok=True)\n"
+             "        (b / 'failure.txt').write_text('boom'); (b / 'logs' / 'orchestrator.log').write_text('{}')\n"
+             "        attach_to_allure(b)\n")
+    feats = write_features(tmp_path, "from behave import given\n@given('it fails')\ndef f(c): assert False, 'boom'\n"
+                                     "@given('it passes')\ndef p(c): pass\n",
+                           {"x": "Feature: X\n  Scenario: fails\n    Given it fails\n  Scenario: passes\n    Given it passes\n"},
+                           environment=hooks)
     out = tmp_path / ALLURE_DIR
     proc = subprocess.run([sys.executable, "-m", "behave", str(feats), "-f", "allure_behave.formatter:AllureFormatter",
                            "-o", str(out), "-f", "plain"], cwd=tmp_path, capture_output=True, text=True, timeout=120,

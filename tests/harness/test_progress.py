@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from harness import progress
+from tests.harness.scratch import write_features
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,12 +18,10 @@ def test_clock_eta_and_counter():
 
 
 def test_formatter_prints_running_line_with_eta_then_status_line(tmp_path):
-    feats = tmp_path / "features"
-    (feats / "steps").mkdir(parents=True)
-    (feats / "f.feature").write_text("Feature: F\n  Scenario: one\n    Given ok\n  Scenario: two\n    Given bad\n"
-                                     "  Scenario: three\n    Given ok\n")
-    (feats / "steps" / "s.py").write_text("from behave import given\n@given('ok')\ndef ok(c):\n    pass\n"
-                                          "@given('bad')\ndef bad(c):\n    assert False, 'observed 2, wanted 1'\n")
+    feats = write_features(tmp_path, "from behave import given\n@given('ok')\ndef ok(c):\n    pass\n"
+                                     "@given('bad')\ndef bad(c):\n    assert False, 'observed 2, wanted 1'\n",
+                           {"f": "Feature: F\n  Scenario: one\n    Given ok\n  Scenario: two\n    Given bad\n"
+                                 "  Scenario: three\n    Given ok\n"})
     env = dict(os.environ, PYTHONPATH=str(ROOT), APIARY_PROGRESS_TOTAL="3")
     env.pop("APIARY_REPORT_DIR", None)
     out = subprocess.run([sys.executable, "-m", "behave", str(feats), "--no-summary", "-f",

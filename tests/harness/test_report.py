@@ -95,11 +95,8 @@ def behave_junit(tmp_path):
     """Real behave JUnit for two features: 'Same name' in both (Beta's fails), outline rows 1..3 (2, 3 fail)."""
     import subprocess
     import sys
-    feats = tmp_path / "features"
-    (feats / "steps").mkdir(parents=True)
-    (feats / "a.feature").write_text(FEATURE_A)
-    (feats / "b.feature").write_text(FEATURE_B)
-    (feats / "steps" / "s.py").write_text(STEPS)
+    from tests.harness.scratch import write_features
+    feats = write_features(tmp_path, STEPS, {"a": FEATURE_A, "b": FEATURE_B})
     junit = tmp_path / "junit"
     proc = subprocess.run([sys.executable, "-m", "behave", str(feats), "--junit", "--junit-directory", str(junit),
                            "-f", "json", "-o", str(tmp_path / "behave.json")], cwd=tmp_path, capture_output=True, text=True)
