@@ -165,7 +165,7 @@ class FaultPlayer:
             for res in self._results.values():
                 if res["status"] == "pending":
                     res.update(status="skipped", reason=reason or "not started")
-            return [self._results[i] for i in range(len(schedule))]
+            return self.results()
 
     def _wait_until(self, when: float, stop: threading.Event | None, deadline: float | None) -> str | None:
         """Sleep in steps of at most 0.2 s until `when`; "stopped" or "deadline" when cut short."""
