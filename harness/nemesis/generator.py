@@ -11,11 +11,16 @@ stable across processes; `hash()` is not used). An arrival that breaks a rule is
 - every fault ends by duration_s - quiet_s, and none starts before start_after_s.
 Times are kept in whole milliseconds inside, so the rules hold exactly on the rounded values written out.
 
-Two optional profile keys, for schedules that must do one thing every time (the checker's self-test):
+Three optional profile keys, for schedules that must do one thing every time:
 - `required`: faults `{start_s, duration_s, kind, target, params}` that are always in the schedule, at
   those times. They count for max_overlap, and while one is active no drawn fault may touch any of its
   services (a drawn pause of worker-a1 during a required partition hive-a|worker-a1 is dropped), so the
   player never skips a required fault as "target busy". A soak too short to hold one is an error.
+- `min_faults_per_min`: a floor. Poisson arrivals over a short soak vary widely (the ci profile at 30/min
+  drew 4 to 20 faults in 50 s), so a gate that asks for a fault rate would fail on an unlucky seed. With
+  the floor, a draw with fewer than ceil(floor * duration_s / 60) faults is thrown away and drawn again
+  from "seed:revision:profile:redraw:N" (N = 1, 2, ...), still deterministic; after MAX_REDRAWS short
+  draws it is an error naming the key.
 - `pin_revision: true`: the git revision is left out of the seed, so seed + profile give the same
   schedule on every revision. Without it (every shipped profile but selftest) the revision is part of
   the seed and each revision explores new schedules; a profile without these keys seeds as before.
@@ -37,8 +42,9 @@ DEFAULT_KINDS = ("partition", "loss", "pause", "kill", "restart", "oom", "storag
                  *QUALITY_KINDS)
 LINK_KINDS = ("partition", *QUALITY_KINDS)  # these take a link target "a|b" (b may be "*" but for QUALITY_KINDS)
 TOP_KEYS = {"kinds", "rate_per_min", "max_overlap", "min_duration_s", "max_duration_s", "quiet_s", "start_after_s",
-            "required", "pin_revision"}
-REQUIRED_TOP = TOP_KEYS - {"start_after_s", "required", "pin_revision"}
+            "required", "pin_revision", "min_faults_per_min"}
+REQUIRED_TOP = TOP_KEYS - {"start_after_s", "required", "pin_revision", "min_faults_per_min"}
+MAX_REDRAWS = 50      # a min_faults_per_min floor redraws a short schedule at most this often
 KIND_KEYS = {"weight", "targets", "params"}
 ITEM_KEYS = ("start_s", "duration_s", "kind", "target", "params")
 SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -152,6 +158,11 @@ def validate_profile(profile: Any, source: str = "<profile>", known_kinds: Itera
         if not isinstance(profile["pin_revision"], bool):
             _fail(source, "pin_revision", f"must be true or false, not {profile['pin_revision']!r}")
         out["pin_revision"] = profile["pin_revision"]
+    if "min_faults_per_min" in profile:            # absent: no floor, and the seed string is as before
+        floor = profile["min_faults_per_min"]
+        if not _is_number(floor) or floor <= 0:
+            _fail(source, "min_faults_per_min", f"must be a number > 0, not {floor!r}")
+        out["min_faults_per_min"] = float(floor)
     if "required" in profile:
         out["required"] = _check_required(profile["required"], out, source)
     return out
@@ -263,7 +274,19 @@ def generate(seed: int, profile: dict, duration_s: float, revision: str = "") ->
         raise ValueError(f"duration_s must be a number > 0, not {duration_s!r}")
     if prof.get("pin_revision"):
         revision = "pinned"
-    rng = random.Random(f"{seed}:{revision}:{canonical_json(prof)}")
+    base = f"{seed}:{revision}:{canonical_json(prof)}"
+    need = math.ceil(prof.get("min_faults_per_min", 0.0) * duration_s / 60 - 1e-9)
+    for attempt in range(MAX_REDRAWS):
+        schedule = _draw(random.Random(base if attempt == 0 else f"{base}:redraw:{attempt}"), prof, duration_s)
+        if len(schedule) >= need:
+            return schedule
+    raise ValueError(f"min_faults_per_min: {prof['min_faults_per_min']}/min needs {need} faults in {duration_s}s, and "
+                     f"none of {MAX_REDRAWS} draws of seed {seed} kept that many (the last kept {len(schedule)}): raise "
+                     f"rate_per_min or max_overlap, or lower the floor")
+
+
+def _draw(rng: random.Random, prof: dict, duration_s: float) -> list[dict]:
+    """Draw one schedule from rng: Poisson arrivals, each kept only if it breaks no rule."""
     kinds = sorted(prof["kinds"])
     weights = [prof["kinds"][k]["weight"] for k in kinds]
     rate_per_ms = prof["rate_per_min"] / 60_000.0
