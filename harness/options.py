@@ -33,6 +33,8 @@ examples: ./run-integration-tests.sh --tags @integration
 USAGE = ("%(prog)s [FEATURE[:LINE]]... [--tags EXPR]... [-k REGEX]... [-x] [--list|--dry-run]\n"
          "       [--backend docker|local] [--build|--no-build] [--keep-up] [--report-dir DIR] [--junit-xml PATH]\n"
          "       [--seed N] [--timeout-multiplier X] [--max-minutes M] [--gate FILE] [-- <behave args>]\n"
+         "       [--shards N] [--docker-host URL]... [--shard i/N [--durations FILE]]\n"
+         "       %(prog)s merge-reports RUN_DIR... [--out DIR] [--gate FILE] [--junit-xml PATH]\n"
          "       %(prog)s --soak [--minutes M] [--seed N] [--profile P] [--rate R] [--shrink-on-failure]\n"
          "       %(prog)s --replay RUN_DIR|schedule.json    %(prog)s --shrink RUN_DIR")
 
@@ -87,6 +89,19 @@ def build_parser() -> Parser:
     p.add_argument("--max-minutes", type=float, default=RUN_LIMIT_S / 60, metavar="M",
                    help="interrupt behave after M minutes (times the multiplier) and fail the run "
                         f"(default {RUN_LIMIT_S / 60:.0f}; each scenario also has its own limit)")
+    s = p.add_argument_group("scale-out (docs/scale-out.md)")
+    s.add_argument("--shards", type=int, default=1, metavar="N",
+                   help="run N isolated stacks in parallel (each its own compose project, ports and keys), "
+                        "scenarios handed out longest first; one merged report and the gate over the union")
+    s.add_argument("--docker-host", dest="docker_hosts", action="append", default=[], metavar="URL",
+                   help="spread the shards over these engines (repeat; 'default' is this machine's); an engine "
+                        "without the images gets them by docker save | docker load")
+    s.add_argument("--shard", metavar="i/N", help="run only the i-th of N parts (a CI matrix job; the split is "
+                                                  "deterministic); combine the jobs' run dirs with merge-reports")
+    s.add_argument("--durations", metavar="FILE", help="with --shard: split by these scenario durations (a JSON "
+                                                       "map, or a summary.json); the same file on every job")
+    s.add_argument("--run-id", help=argparse.SUPPRESS)          # a shard's child run: its id, chosen by the parent
+    s.add_argument("--shard-meta", help=argparse.SUPPRESS)      # a shard's child run: its plan (JSON file)
     c = p.add_argument_group("chaos runs (need the docker backend; reports as for behave, plus the soak's "
                              "history, evidence, verdict and timeline)")
     m = c.add_mutually_exclusive_group()
@@ -138,6 +153,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--soak, --replay and --shrink take no feature paths, -k, --list or --dry-run")
     if args.compose:
         check_compose(p, args)
+    from harness.shards import check_args
+    check_args(p, args)
     args.behave_args = behave_args
     args.tags = args.tags or ([] if args.paths else list(DEFAULT_TAGS))
     return args

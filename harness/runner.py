@@ -263,11 +263,19 @@ def print_keep_up(settings: Settings, cluster, run_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["merge-reports"]:
+        from harness.merge_reports import main as merge_main
+        return merge_main(argv[1:])
+    args = parse_args(argv)
+    items: list = []
     if not args.chaos:
         from harness.selection import UsageError, format_list
         try:
             items = choose_scenarios(args)
+            if args.shard:              # a CI matrix job: this part of the selection only
+                from harness.shards import narrow_to_matrix_shard
+                items = narrow_to_matrix_shard(args, items)
         except UsageError as exc:
             print(f"run-integration-tests.sh: usage error: {exc}\nExit code {EXIT_USAGE}", file=sys.stderr)
             return EXIT_USAGE
@@ -287,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     from harness import report
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     report_dir = Path(args.report_dir).resolve()
     run_dir = report_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -304,9 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"run_id": run_id, "seed": seed, "tags": args.tags, "paths": args.paths, "names": args.names,
             "selected": getattr(args, "total", None), "git_revision": git_revision(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timeout_multiplier": args.timeout_multiplier}
+    if args.shard_meta or args.shard:         # one shard of a sharded run, or of a CI matrix: merge-reports reads it
+        meta["shard"] = json.loads(Path(args.shard_meta).read_text()) if args.shard_meta else args.shard_info
+    sharded = args.shards > 1 or bool(args.docker_hosts)
     cluster, code, timings = None, EXIT_ENV, {}
     try:
-        if args.compose:   # another stack: its own hooks (harness/behave/hooks.py) build, start and stop it
+        if sharded:        # N child runners, each with its own stack (harness/shards.py); nothing of our own to stop
+            from harness.shards import run_shards
+            settings.backend = meta["backend"] = "docker"
+            code = run_shards(args, items, run_id, run_dir, meta, say)
+        elif args.compose:   # another stack: its own hooks (harness/behave/hooks.py) build, start and stop it
             settings.backend = meta["backend"] = "docker"
             meta["compose_file"] = args.compose
             os.environ["APIARY_KIT_RUN_ID"] = run_id     # its resources carry this run's label: the reaper's net
@@ -346,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as exc:
         say(f"Interrupted by {exc}: tearing down.")
         code = 130 if str(exc) == "SIGINT" else 143
+        if not (run_dir / "summary.json").exists():   # a matrix job's merge names it instead of missing it
+            (run_dir / "summary.json").write_text(json.dumps({**meta, "exit_code": code, "environment_error":
+                                                              f"interrupted by {exc}", "detail": "the run was stopped "
+                                                              "before it finished"}, indent=1, default=str))
     except Exception as exc:  # noqa: BLE001 - the runner never exits 0 on an unexpected error
         import traceback
         traceback.print_exc()
@@ -364,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             print_keep_up(settings, cluster, run_dir)
         elif settings.backend == "docker" and cluster is None and code == EXIT_ENV and "images" not in meta:
             pass   # nothing was started
+        elif sharded:
+            pass   # each shard's runner tore its own stack down; run_shards swept what any left
         else:
             try:
                 if not teardown(settings, cluster, run_dir) and code == EXIT_PASS:
