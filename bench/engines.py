@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench.common import machine_info
-from harness import engines
+from harness import engines, local_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker")
@@ -28,7 +28,7 @@ MODES = ("per_image", "one_stream")
 
 def one_run(refs: list[str], mode: str, deadline_s: float) -> dict:
     """A fresh engine, the refs shipped to it one way, the engine stopped: its figures."""
-    with engines.LocalEngine() as eng:
+    with local_engine.LocalEngine() as eng:
         shipped = engines.ship_images(None, eng.url, refs, deadline_s=deadline_s, one_stream=mode == "one_stream")
         start_s = eng.start_s
         began = time.monotonic()

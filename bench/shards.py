@@ -4,7 +4,7 @@ In one run, one after another on this machine (images already built: every run i
 - the selection (default --tags @integration) at N = 1, 2, 3 shards on this engine (N = 1 is the plain
   runner, one stack);
 - with --two-engines, N = 2 again, spread over this engine and a second one started here
-  (harness/engines.LocalEngine), whose image shipping is timed apart from the run.
+  (harness/local_engine.LocalEngine), whose image shipping is timed apart from the run.
 Figures per run: wall seconds of the whole command, exit code, scenarios passed/failed, each shard's own
 wall, and the ratio to N = 1. The best N's ratio is the issue's figure (goal <= 0.6).
 """
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in (int(c) for c in args.counts.split(",")):
         runs.append(one_run(f"{n} shard(s), one engine", selection, ["--shards", str(n)], args.limit_min * 60))
     if args.two_engines:
-        from harness.engines import LocalEngine
+        from harness.local_engine import LocalEngine
         with LocalEngine() as second:
             runs.append(one_run("2 shards, two engines (second local)", selection,
                                 ["--shards", "2", "--docker-host", "default", "--docker-host", second.url],

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from harness.deadline import stop_group
-from harness.errors import EnvironmentSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENGINE = "default"          # --docker-host default: the engine DOCKER_HOST (or the socket) names

@@ -17,7 +17,7 @@ import docker
 import pytest
 import requests
 
-from harness import engines
+from harness import engines, local_engine
 from harness.stackops import free_port
 from harness.sweep import RUN_LABEL
 from harness.wait import wait_until
@@ -51,7 +51,7 @@ def processes_naming(path: Path) -> list[int]:
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if str(path).encode() in (proc / "cmdline").read_bytes() and engines.pid_running(int(proc.name)):
+            if str(path).encode() in (proc / "cmdline").read_bytes() and local_engine.pid_running(int(proc.name)):
                 found.append(int(proc.name))
         except OSError:
             pass
@@ -81,7 +81,7 @@ def setting():
 @pytest.fixture(scope="module")
 def engine(setting):
     """One LocalEngine for the module (the last test stops it and checks what is left)."""
-    with engines.LocalEngine() as eng:
+    with local_engine.LocalEngine() as eng:
         yield eng
 
 
@@ -192,11 +192,11 @@ def test_stop_leaves_nothing_and_the_main_engine_untouched(engine, shipped, sett
     try:
         d, pid = engine.dir, engine.pid
         containerd = int((d / "exec" / "containerd" / "containerd.pid").read_text())
-        assert engines.pid_running(pid) and engines.pid_running(containerd)
+        assert local_engine.pid_running(pid) and local_engine.pid_running(containerd)
         assert mounts_naming(d), "a running engine has its data root mounted"
         bridges = {n.attrs["Id"][:12] for n in engine.client().networks.list() if n.attrs["Driver"] == "bridge"}
         assert engine.stop() == []
-        assert not engines.pid_running(pid) and not engines.pid_running(containerd)
+        assert not local_engine.pid_running(pid) and not local_engine.pid_running(containerd)
         assert processes_naming(d) == [] and mounts_naming(d) == [] and not d.exists()
         assert not {f"br-{b}:" for b in bridges} & links()
         assert not [r for r in rules() if str(d) in r]
@@ -224,38 +224,38 @@ def tiny_image(client) -> str:
 
 
 def test_a_killed_engine_is_dead_and_stop_still_cleans_up(setting):
-    with engines.LocalEngine() as eng:
+    with local_engine.LocalEngine() as eng:
         client = eng.client()
         net = client.networks.create(f"{RUN}-k", labels={RUN_LABEL: RUN})
         box = client.containers.run(tiny_image(client), ["/bin/sh", "-c", "read forever"], detach=True,
                                     stdin_open=True, network=net.name)
         box.reload()
         box_pid, bridge = box.attrs["State"]["Pid"], f"br-{net.id[:12]}:"
-        assert engines.pid_running(box_pid) and bridge in links()
+        assert local_engine.pid_running(box_pid) and bridge in links()
         pid, containerd = eng.pid, int((eng.dir / "exec" / "containerd" / "containerd.pid").read_text())
         os.kill(int((eng.dir / "docker.pid").read_text()), signal.SIGKILL)
         wait_until(lambda: not engines.alive(eng.url, 1), 10, err_msg="the SIGKILLed engine still answered")
-        wait_until(lambda: not engines.pid_running(containerd), 10, err_msg="containerd outlived its dockerd")
+        wait_until(lambda: not local_engine.pid_running(containerd), 10, err_msg="containerd outlived its dockerd")
         assert processes_naming(eng.dir), "a SIGKILLed dockerd leaves its shims behind (else this test proves nothing)"
-        assert engines.pid_running(box_pid) and mounts_naming(eng.dir)
+        assert local_engine.pid_running(box_pid) and mounts_naming(eng.dir)
         d = eng.dir
     assert eng.problems == []
-    assert processes_naming(d) == [] and not engines.pid_running(box_pid) and not engines.pid_running(pid)
+    assert processes_naming(d) == [] and not local_engine.pid_running(box_pid) and not local_engine.pid_running(pid)
     assert mounts_naming(d) == [] and not d.exists() and bridge not in links()
     assert not [r for r in rules() if str(d) in r]
 
 
 def test_an_engine_that_cannot_start_says_why_and_leaves_nothing(setting):
-    eng = engines.LocalEngine(extra_config={"no-such-directive": 1})
+    eng = local_engine.LocalEngine(extra_config={"no-such-directive": 1})
     with pytest.raises(engines.EnvironmentSetupError, match=r"did not start.*exited(.|\n)*no-such-directive"):
         eng.start()
-    assert not eng.dir.exists() and not engines.pid_running(eng.pid)
+    assert not eng.dir.exists() and not local_engine.pid_running(eng.pid)
     assert not [r for r in rules() if str(eng.dir) in r]
 
 
 SCRIPT = """
 import os, signal, sys, time
-from harness.engines import LocalEngine
+from harness.local_engine import LocalEngine
 if sys.argv[1] == "exit":
     eng = LocalEngine().start()                 # never stopped: the atexit safety net must
     print(eng.dir, eng.pid, flush=True)
@@ -275,4 +275,4 @@ def test_an_engine_is_stopped_when_its_process_exits_or_gets_ctrl_c(setting, how
     folder, pid = proc.stdout.split()
     if how == "ctrl-c":
         assert "KeyboardInterrupt" in proc.stderr, proc.stderr[-2000:]
-    assert not Path(folder).exists() and not engines.pid_running(int(pid)) and processes_naming(Path(folder)) == []
+    assert not Path(folder).exists() and not local_engine.pid_running(int(pid)) and processes_naming(Path(folder)) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import engines
+from harness import engines, local_engine
 from harness.sweep import leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def started_on(client, run_id: str, since: float) -> set[str]:
 
 def test_two_shards_over_two_engines_ship_images_merge_one_gate_and_leave_nothing(docker_engine, stack_images,
                                                                                 tmp_path):
-    with engines.LocalEngine() as second:
+    with local_engine.LocalEngine() as second:
         began = time.time()
         code, out = finish(start(tmp_path, *PICK, "--shards", "2", "--docker-host", "default",
                                  "--docker-host", second.url))
@@ -75,7 +75,7 @@ def test_two_shards_over_two_engines_ship_images_merge_one_gate_and_leave_nothin
 
 def test_an_engine_killed_mid_run_fails_the_gate_naming_it_and_the_other_engine_is_left_clean(docker_engine,
                                                                                           stack_images, tmp_path):
-    with engines.LocalEngine() as second:
+    with local_engine.LocalEngine() as second:
         proc = start(tmp_path, *PICK, "--shards", "2", "--docker-host", "default", "--docker-host", second.url)
         lines, deadline = [], time.monotonic() + 300
         while time.monotonic() < deadline:
