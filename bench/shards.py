@@ -24,19 +24,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNNER = str(ROOT / "run-integration-tests.sh")
 
 
-def one_run(label: str, selection: list[str], extra: list[str], limit_s: float) -> dict:
-    """Run the suite once in its own report dir; its wall time and what its merged summary says."""
-    with tempfile.TemporaryDirectory(prefix="apiary-bench-shards-") as reports:
-        began = time.monotonic()
-        try:
-            proc = subprocess.run([RUNNER, *selection, "--no-build", "--report-dir", reports, *extra], cwd=ROOT,
-                                  capture_output=True, text=True, timeout=limit_s)
-            code, tail = proc.returncode, (proc.stdout + proc.stderr)[-1500:]
-        except subprocess.TimeoutExpired as exc:
-            code, tail = "timeout", str(exc.stdout or "")[-1500:]
-        wall = round(time.monotonic() - began, 1)
-        path = Path(reports) / "latest" / "summary.json"
-        summary = json.loads(path.read_text()) if path.exists() else {}
+def one_run(label: str, selection: list[str], extra: list[str], limit_s: float, reports: str) -> dict:
+    """Run the suite once into the bench's report dir; its wall time and what its merged summary says."""
+    began = time.monotonic()
+    try:
+        proc = subprocess.run([RUNNER, *selection, "--no-build", "--report-dir", reports, *extra], cwd=ROOT,
+                              capture_output=True, text=True, timeout=limit_s)
+        code, tail = proc.returncode, (proc.stdout + proc.stderr)[-1500:]
+    except subprocess.TimeoutExpired as exc:
+        code, tail = "timeout", str(exc.stdout or "")[-1500:]
+    wall = round(time.monotonic() - began, 1)
+    path = Path(reports) / "latest" / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
     totals = summary.get("totals", {})
     out = {"label": label, "args": extra, "wall_s": wall, "exit_code": code, "passed": totals.get("passed"),
            "failed": totals.get("failed"), "total": totals.get("total"),
@@ -60,14 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     selection = ["--tags", args.tags]
     runs = []
-    for n in (int(c) for c in args.counts.split(",")):
-        runs.append(one_run(f"{n} shard(s), one engine", selection, ["--shards", str(n)], args.limit_min * 60))
-    if args.two_engines:
-        from harness.local_engine import LocalEngine
-        with LocalEngine() as second:
-            runs.append(one_run("2 shards, two engines (second local)", selection,
-                                ["--shards", "2", "--docker-host", "default", "--docker-host", second.url],
-                                args.limit_min * 60))
+    with tempfile.TemporaryDirectory(prefix="apiary-bench-shards-") as reports:
+        # one report dir for every run: the N = 1 run's summary.json gives the later runs their durations,
+        # as reports/ does between real runs (without it every scenario counts the same)
+        for n in (int(c) for c in args.counts.split(",")):
+            runs.append(one_run(f"{n} shard(s), one engine", selection, ["--shards", str(n)], args.limit_min * 60,
+                                reports))
+        if args.two_engines:
+            from harness.local_engine import LocalEngine
+            with LocalEngine() as second:
+                runs.append(one_run("2 shards, two engines (second local)", selection,
+                                    ["--shards", "2", "--docker-host", "default", "--docker-host", second.url],
+                                    args.limit_min * 60, reports))
     base = next((r["wall_s"] for r in runs if r["args"] == ["--shards", "1"]), None)
     for r in runs:
         r["ratio_to_1"] = round(r["wall_s"] / base, 3) if base else None
