@@ -19,7 +19,8 @@ OUTCOME_COLOURS = {"ok": "#2ca02c", "fail": "#d62728", "info": "#ff7f0e"}
 OUTCOME_LABELS = {"ok": "ok", "fail": "fail", "info": "indeterminate (info)", "open": "never completed"}
 KIND_COLOURS = {"partition": "#1f77b4", "loss": "#17becf", "pause": "#9467bd", "kill": "#d62728",
                 "restart": "#ff7f0e", "oom": "#8c564b", "storage-read-only": "#bcbd22",
-                "storage-corrupt": "#e377c2"}
+                "storage-corrupt": "#e377c2", "latency": "#aec7e8", "bandwidth": "#ffbb78", "slicer": "#c5b0d5",
+                "slow_close": "#c49c94", "limit_data": "#f7b6d2", "reset_peer": "#ff9896", "blackhole": "#393b79"}
 EVENT_COLOURS = ("#000000", "#377eb8", "#a65628", "#984ea3", "#f781bf", "#999999", "#66c2a5")  # no red/green
 DPI = 110
 LOG_RANGE = 50.0            # latency max/min above this -> log y axis

@@ -120,3 +120,12 @@ def test_real_history_ops_render(tmp_path):
     h.complete(s, "ok", {})
     assert band_rows(fault_bands(h.ops)) == ["worker-a2"]
     assert timeline(h.ops, tmp_path / "h.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_every_generated_fault_kind_has_a_colour_of_its_own():
+    from harness.nemesis.generator import DEFAULT_KINDS
+    from harness.plot import KIND_COLOURS
+    missing = [k for k in DEFAULT_KINDS if k not in KIND_COLOURS]
+    assert not missing, f"drawn in the fallback grey: {missing}"
+    colours = [KIND_COLOURS[k] for k in DEFAULT_KINDS]
+    assert len(set(colours)) == len(colours), "two kinds share a colour"
