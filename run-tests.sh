@@ -23,7 +23,7 @@ workers="${APIARY_TEST_WORKERS:-1}"
 xdist=()
 if [[ "$workers" != 1 ]]; then xdist=(-n "$workers"); fi
 echo "== unit tests (pytest tests/ ${xdist[*]})"
-timeout --foreground -k 30 30m .venv/bin/python -m pytest tests/ "${xdist[@]}"
+timeout --foreground -k 30 30m .venv/bin/python -m pytest tests/ --durations=25 "${xdist[@]}"
 unit=$?
 if [[ $unit -eq 5 ]]; then echo "ERROR: pytest collected no tests" >&2; unit=1; fi
 if [[ $unit -eq 124 || $unit -eq 137 ]]; then echo "ERROR: the unit tests did not finish within 30 min" >&2; fi

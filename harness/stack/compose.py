@@ -22,6 +22,10 @@ from harness.startup import dependency_levels, http_healthy, start_container, st
 from harness.sweep import RUN_LABELS, sweep
 
 
+PAUSE_TRIES = 3           # docker pause attempts when the engine cannot freeze the container
+PAUSE_RETRY_S = 0.1
+
+
 def project_name(run_id: str, prefix: str = "apiary-") -> str:
     """Compose project name of a run (lowercase letters, digits, dashes)."""
     return prefix + re.sub(r"[^a-z0-9-]", "", run_id.lower())
@@ -221,8 +225,18 @@ class ComposeStack(HealthWaits):
     def kill(self, service: str, signal: str = "SIGKILL") -> None:
         self.container(service).kill(signal=signal)
 
-    def pause(self, service: str) -> None:
-        self.container(service).pause()
+    def pause(self, service: str, tries: int = PAUSE_TRIES) -> None:
+        """docker pause, tried again when the engine fails to freeze the cgroup (a 500 "unable to freeze"
+        under load: runc thaws what it froze and gives up; seen in a CI soak); the last error is raised."""
+        import docker
+        for attempt in range(1, tries + 1):
+            try:
+                self.container(service).pause()
+                return
+            except docker.errors.APIError as exc:
+                if attempt == tries or exc.status_code != 500 or "already paused" in str(exc.explanation):
+                    raise
+                time.sleep(PAUSE_RETRY_S * attempt)       # bounded: at most tries - 1 short waits
 
     def unpause(self, service: str) -> None:
         self.container(service).unpause()

@@ -12,12 +12,13 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 import zmq
 
 from services import protocol as p
 from services.common.heartbeat import Backoff, Liveness, StallClock
+from services.common.logs import OncePerPeer
 from services.curve import CurveKeys
 from services.transport.loop import LoopSocket, make_dealer
 
@@ -46,6 +47,8 @@ class UpstreamPeer:
     handler itself; a worker leaves it to the LoopSocket), `count_reply_drops` (whether a failed
     ERROR reply to a malformed frame counts as a drop), `muted` (a hung worker neither reads,
     sends nor ticks) and `reply` (how an ERROR about an unexpected command goes out).
+    Both roles answer SHUTDOWN the same way (`on_shutdown(grace_s)` within the upstream's grace, ours
+    when it gives none) and log the upstream's ERROR once per code; a role's own handler overrides either.
     """
 
     def __init__(self, ctx: zmq.Context, *, identity: str, address: str, role: str, upstream: str, event: str,
@@ -57,12 +60,17 @@ class UpstreamPeer:
                  muted: Callable[[], bool] = _never, may_register: Callable[[], bool] = _always,
                  reply: Callable[[bytes, dict], object] | None = None, silence: str = "peer",
                  keep_time_unregistered: bool = False, catch_handler_errors: bool = False,
-                 count_reply_drops: bool = True, burst: int = BURST):
+                 count_reply_drops: bool = True, burst: int = BURST,
+                 on_shutdown: Callable[[float], Awaitable] | None = None, grace_s: float = 2.0):
         self.ctx, self.identity, self.address, self.curve = ctx, identity, address, curve
         self.role, self.upstream, self.event, self.silence = role, upstream, event, silence
         self.interval_s = interval_s
         self.log = log
-        self.table: dict[bytes, Handler] = {p.HEARTBEAT: _nothing, p.READY: self.accept_ready, **handlers}
+        self.on_shutdown, self.grace_s = on_shutdown, grace_s
+        self.rejections = OncePerPeer()
+        self.table: dict[bytes, Handler] = {p.HEARTBEAT: _nothing, p.READY: self.accept_ready,
+                                            p.ERROR: self.log_rejection,
+                                            **({p.SHUTDOWN: self.shut_down} if on_shutdown else {}), **handlers}
         self.ready_fields, self.heartbeat_fields = ready_fields, heartbeat_fields
         self.on_registered, self.on_lost = on_registered, on_lost
         self.on_bad_frame, self.on_drop = on_bad_frame, on_drop
@@ -81,6 +89,21 @@ class UpstreamPeer:
         self.ready_since: float | None = None  # first READY on the current connection still unanswered
         self._ready_fut: asyncio.Future | None = None
         self.stall: StallClock | None = None
+
+    # ---- the upstream's SHUTDOWN and ERROR -----------------------------------------------------
+
+    def shut_down(self, body: dict, frames: list) -> None:
+        """SHUTDOWN: run on_shutdown within the upstream's grace_s (ours when it gives none or a bad one)."""
+        grace = body.get("grace_s")
+        valid = isinstance(grace, (int, float)) and not isinstance(grace, bool) and grace >= 0
+        asyncio.ensure_future(self.on_shutdown(float(grace) if valid else self.grace_s))
+
+    def log_rejection(self, body: dict, frames: list) -> None:
+        """ERROR from the upstream (it rejected one of our frames): log it once per code."""
+        if self.rejections.first(self.upstream, body["code"]):
+            self.log.warning(f"{self.upstream} rejected a frame", extra={"event": f"{self.event}_error",
+                                                                         "code": body["code"],
+                                                                         "detail": body["message"]})
 
     # ---- connection --------------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ class Worker(JobsMixin):
             handlers=self.hive_handlers(), ready_fields=self.ready_fields, heartbeat_fields=self.heartbeat_fields,
             on_registered=self.on_registered, on_lost=self.on_hive_lost, on_bad_frame=self.count_bad_frame,
             on_drop=self.metrics.dropped.inc, muted=lambda: self.hung,
-            may_register=lambda: self.loaded and not self.draining, silence="hive")
+            may_register=lambda: self.loaded and not self.draining, silence="hive",
+            on_shutdown=lambda grace: self.drain(grace, "shutdown"), grace_s=cfg.grace_s)
         self.once = OncePerPeer()
         self._oom_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
@@ -186,9 +187,9 @@ class Worker(JobsMixin):
             log.warning("bad frame from hive", extra={"event": "protocol_error", "reason": exc.reason})
 
     def hive_handlers(self) -> dict:
-        """Return {command: handler(body, frames)} for the hive's frames (READY, HEARTBEAT: the peer's)."""
+        """Return {command: handler(body, frames)} for the hive's frames (READY, HEARTBEAT, SHUTDOWN, ERROR: the peer's)."""
         return {p.REQUEST: self.on_request, p.CANCEL: self.on_cancel, p.DISCONNECT: self.on_disconnect,
-                p.PROVISION: self.on_provision, p.SHUTDOWN: self.on_shutdown, p.ERROR: self.on_hive_error}
+                p.PROVISION: self.on_provision}
 
     def on_request(self, body: dict, frames: list) -> None:
         """Run a job."""
@@ -206,18 +207,6 @@ class Worker(JobsMixin):
     def on_provision(self, body: dict, frames: list) -> None:
         """Load another model."""
         asyncio.ensure_future(self.load_model(body["model"]))
-
-    def on_shutdown(self, body: dict, frames: list) -> None:
-        """Drain within the hive's grace (ours when it gives none)."""
-        grace = body.get("grace_s")
-        asyncio.ensure_future(self.drain(float(grace) if isinstance(grace, (int, float)) else self.cfg.grace_s,
-                                         "shutdown"))
-
-    def on_hive_error(self, body: dict, frames: list) -> None:
-        """Log, once per code, that the hive rejected one of our frames."""
-        if self.once.first("hive-error", body["code"]):
-            log.warning("hive rejected a frame", extra={"event": "hive_error", "code": body["code"],
-                                                        "msg_text": body["message"]})
 
     def on_registered(self) -> None:
         """After the hive's READY ack (the peer ignores a second one, for a READY resent on the same session)."""

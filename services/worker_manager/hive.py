@@ -51,7 +51,8 @@ class Hive(RelayMixin):
             on_lost=self.on_upstream_lost, on_bad_frame=self.count_upstream_bad_frame,
             on_drop=self.count_upstream_drop, on_tick=self.tick_workers,
             may_register=lambda: not self.shutting_down, reply=self.send_up, silence="peer",
-            keep_time_unregistered=True, catch_handler_errors=True, count_reply_drops=False, burst=BURST)
+            keep_time_unregistered=True, catch_handler_errors=True, count_reply_drops=False, burst=BURST,
+            on_shutdown=lambda grace: self.shutdown(grace, "shutdown from orchestrator"), grace_s=cfg.grace_s)
         self.shutting_down = False
         self.stopped = asyncio.Event()
         self.once = OncePerPeer()

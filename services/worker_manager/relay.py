@@ -1,7 +1,6 @@
 """What the hive does with each frame: from the orchestrator (jobs, cancels, acks) and from its workers (relayed)."""
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from services import protocol as p
@@ -29,9 +28,9 @@ class RelayMixin:
     # ---- upstream ----------------------------------------------------------------------------
 
     def upstream_handlers(self) -> dict:
-        """Return {command: handler(body, frames)} for the orchestrator's frames (READY, HEARTBEAT: the peer's)."""
+        """Return {command: handler(body, frames)} for the orchestrator's frames (READY, HEARTBEAT, SHUTDOWN, ERROR: the peer's)."""
         return {p.REQUEST: self.dispatch, p.CANCEL: self.cancel, p.DISCONNECT: self.on_upstream_disconnect,
-                p.PROVISION: self.provision, p.SHUTDOWN: self.on_upstream_shutdown, p.ERROR: self.on_upstream_error}
+                p.PROVISION: self.provision}
 
     def count_upstream_bad_frame(self, exc: p.ProtocolError) -> None:
         """Count and log a malformed frame from the orchestrator (the peer answers it with ERROR)."""
@@ -46,18 +45,6 @@ class RelayMixin:
         """Fetch a model the orchestrator asks for."""
         size = body.get("size_bytes")
         self.provisioner.request(body["model"], size if isinstance(size, int) and size > 0 else None)
-
-    def on_upstream_shutdown(self, body: dict, frames: list) -> None:
-        """Shut down gracefully within the orchestrator's grace (ours when it gives none)."""
-        grace = body.get("grace_s")
-        asyncio.ensure_future(self.shutdown(float(grace) if isinstance(grace, (int, float)) else self.cfg.grace_s,
-                                            "shutdown from orchestrator"))
-
-    def on_upstream_error(self, body: dict, frames: list) -> None:
-        """Log, once per code, that the orchestrator rejected one of our frames."""
-        if self.once.first("orchestrator-error", body["code"]):
-            log.warning("orchestrator rejected a frame", extra={"event": "upstream_error", "code": body["code"],
-                                                                "detail": body["message"]})
 
     def dispatch(self, body: dict, frames: list) -> None:
         """Forward a REQUEST unchanged to the worker it names, or fail the job upstream."""

@@ -260,6 +260,7 @@ if sys.argv[1] == "exit":
     eng = LocalEngine().start()                 # never stopped: the atexit safety net must
     print(eng.dir, eng.pid, flush=True)
 else:
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # as a terminal gives it (CI may start us ignoring it)
     with LocalEngine() as eng:
         print(eng.dir, eng.pid, flush=True)
         os.kill(os.getpid(), signal.SIGINT)     # Ctrl-C
