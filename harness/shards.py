@@ -42,6 +42,11 @@ def src_url() -> str | None:
     return os.environ.get("DOCKER_HOST") or None
 
 
+def resolve(url: str) -> str | None:
+    """The URL to dial for an engine name: `default` is the engine the images were built on."""
+    return src_url() if url == DEFAULT_ENGINE else url
+
+
 def prepare_engines(urls: list[str], images: dict[str, str], meta: dict, say) -> None:
     """Every engine must answer; one that lacks the built images gets them by save | load (no registry)."""
     from harness import engines
@@ -49,8 +54,7 @@ def prepare_engines(urls: list[str], images: dict[str, str], meta: dict, say) ->
     images = {f"{name}:{tag}": image_id for name, image_id in images.items()}    # build_images keys them untagged
     meta["engines"], meta["shipping"] = {}, {}
     for url in urls:
-        target = src_url() if url == DEFAULT_ENGINE else url
-        meta["engines"][url] = engines.describe_engine(target)        # EnvironmentSetupError names the URL
+        meta["engines"][url] = engines.describe_engine(resolve(url))        # EnvironmentSetupError names the URL
         if url == DEFAULT_ENGINE:
             continue
         missing = engines.missing_images(url, images)
@@ -149,7 +153,7 @@ def check_engines_clean(children: list[Child], say) -> list[str]:
     from harness.sweep import sweep
     left: list[str] = []
     for child in children:
-        url = src_url() if child.url == DEFAULT_ENGINE else child.url
+        url = resolve(child.url)
         if not engines.alive(url):
             continue                            # a dead engine holds nothing that runs; it is reported
         found = engines.leftovers_on(url, child.run_id)
@@ -198,7 +202,7 @@ def run_shards(args, items: list, run_id: str, run_dir: Path, meta: dict, say) -
                                "wall_s": round((c.ended or time.monotonic()) - c.started, 1)} for c in children]
     from harness import engines
     for child in children:
-        url = src_url() if child.url == DEFAULT_ENGINE else child.url
+        url = resolve(child.url)
         write_missing_summary(child, json.loads((shards_dir / f"shard-{child.index}.json").read_text()),
                               engines.alive(url))
     left = check_engines_clean(children, say)
