@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Front door of the integration suite: make/refresh the harness venv (.venv, from requirements/dev.txt,
-# re-installed when that file's hash changes), then hand over to the Python runner.
+# Front door of the integration suite: make/refresh the harness venv (.venv, from requirements/dev.lock,
+# re-installed when the requirements' hash changes), then hand over to the Python runner.
 # --help and --list install nothing: they run with the venv's python when it exists, else the system
 # python3 (the runner's command line is stdlib only; --list then scans the features without behave).
 # --setup only makes/refreshes the venv (run-tests.sh uses it). Usage: ./run-integration-tests.sh --help
@@ -25,8 +25,10 @@ if [[ $info -eq 1 && $setup_only -eq 0 ]]; then
   exec "$py" -m harness.runner "$@"
 fi
 
-REQ="requirements/dev.txt"
-HASH="$(cat requirements/*.txt | sha256sum | cut -c1-16)"
+# The venv installs the lock (every package pinned, with hashes: scripts/lock-requirements.sh makes it
+# from the top-level pins in requirements/*.txt); the stamp covers the pins and the locks alike.
+REQ="requirements/dev.lock"
+HASH="$(cat requirements/*.txt requirements/*.lock | sha256sum | cut -c1-16)"
 STAMP="$VENV/.apiary-requirements"
 
 if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$HASH" ]]; then
@@ -41,7 +43,7 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$HASH" ]
       python3 -m venv "$VENV" || { echo "ERROR: could not create $VENV (apt-get install python3-venv)" >&2; exit 2; }
     fi
   fi
-  "$VENV/bin/python" -m pip install -q -r "$REQ" >&2 || { echo "ERROR: could not install $REQ into $VENV" >&2; exit 2; }
+  "$VENV/bin/python" -m pip install -q --require-hashes -r "$REQ" >&2 || { echo "ERROR: could not install $REQ into $VENV" >&2; exit 2; }
   echo "$HASH" > "$STAMP"
 fi
 [[ $setup_only -eq 0 ]] || { echo "[setup] $VENV is ready" >&2; exit 0; }

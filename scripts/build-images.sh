@@ -35,8 +35,8 @@ mkdir -p "$STAGE/requirements" "$STAGE/docker"
 cp -a "$COMPILED" "$STAGE/services"
 cp -a "$ROOT/docker/healthcheck.py" "$STAGE/docker/"
 cp -a "$ROOT/.wheelhouse" "$STAGE/.wheelhouse"
-cp -a "$CONTEXT/requirements/services.txt" "$STAGE/requirements/"
-printf '*\n!services/\n!docker/\n!.wheelhouse/\n!requirements/services.txt\n' > "$STAGE/.dockerignore"
+cp -a "$CONTEXT/requirements/services.lock" "$STAGE/requirements/"
+printf '*\n!services/\n!docker/\n!.wheelhouse/\n!requirements/services.lock\n' > "$STAGE/.dockerignore"
 find "$STAGE" -exec touch -h -d @1 {} +   # fixed mtimes: the layer cache keys on content only
 
 if docker image inspect "$BASE" >/dev/null 2>&1; then

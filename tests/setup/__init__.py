@@ -1,0 +1,1 @@
+"""Set-up: the dependency lock files and the harness venv made from them."""
