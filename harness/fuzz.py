@@ -23,6 +23,7 @@ import msgpack
 import zmq
 
 from services import protocol as p
+from services.protocol_malformed import SWAPS
 
 from .errors import HarnessError
 
@@ -41,10 +42,6 @@ ODD_STATES = ("lost", "left", "bogus", "", "READY", "loading")
 EDGE_INTS = (0, -1, 1, 2, 2 ** 31, -2 ** 31, 2 ** 53 + 1, 2 ** 63 - 1, -2 ** 63, 2 ** 64 - 1)
 ODD_STRINGS = ("", " ", "\u00e9\u4e2d\U0001f41d", "x" * 1000, "\x00", "null", "fuzz-\u202e")
 MARKER = re.compile(r"b'S(\d{7})'")
-SWAPS = {"wrong_version": (0, (b"AMDP02", b"AMDP1", b"AMDP", b"AMDP01\x00", b"AMDP10", b"AMDP99")),  # frame, values
-         "bad_protocol": (0, (b"MDPW01", b"amdp01", b"", b"AMD", b"\x00AMDP01")),
-         "unknown_command": (1, (b"\x00", b"\x0e", b"\x7f", b"\xff", b"", b"\x01\x01")),
-         "not_object": (2, (b"[1,2,3]", b'"x"', b"42", b"null", b"true"))}
 
 
 class FuzzError(HarnessError):
@@ -210,8 +207,8 @@ class FrameGenerator:
         elif op == "extra_fields":
             body.update({f"x{i}": self._value() for i in range(rng.randrange(1, 4))})
         elif op in SWAPS:
-            frame, choices = SWAPS[op]
-            msg[frame] = self._pick(choices + (rng.randbytes(2),))
+            swap = SWAPS[op]
+            msg[swap.frame] = self._pick(swap.values + (rng.randbytes(2),))
         elif op == "bad_json":
             raw = msg[2]
             msg[2] = self._pick((raw + b"}", raw[:-1], raw.replace(b'"', b"'"), b"{\"a\":NaN}", b"\xef\xbb\xbf" + raw,

@@ -1,9 +1,10 @@
 """Rogue / probe peer: speaks (and deliberately mis-speaks) AMDP/1 to the orchestrator or a hive ROUTER.
 
-Frames are built on the host with services.protocol (plus broken variants); a small self-contained
-script (`probe`, shipped as `python3 -c` source) sends them from a DEALER and reports the replies. On
-the docker backend it runs in a one-off testcontainers container on the target's network, using the
-stack's own image; on the local backend it runs in-process against the router URL.
+Frames are built on the host with services.protocol (the broken ones come from its catalogue in
+services.protocol_malformed); a small self-contained script (`probe`, shipped as `python3 -c` source)
+sends them from a DEALER and reports the replies. On the docker backend it runs in a one-off
+testcontainers container on the target's network, using the stack's own image; on the local backend
+it runs in-process against the router URL.
 """
 from __future__ import annotations
 
@@ -16,33 +17,15 @@ import zlib
 from typing import Any
 
 from services import protocol as p
+from services.protocol_malformed import CATALOGUE, frames as malformed
 
+# The kinds a rogue peer sends (entries of the protocol's malformed-frame catalogue) and the ERROR code of each.
 MALFORMED_KINDS = ("bad_protocol", "bad_version", "unknown_command", "bad_json", "not_object",
                    "missing_field", "wrong_frame_count", "too_large")
-EXPECTED_CODE = {"bad_protocol": p.BAD_PROTOCOL, "bad_version": p.UNSUPPORTED_VERSION,
-                 "unknown_command": p.UNKNOWN_COMMAND, "bad_json": p.BAD_BODY, "not_object": p.BAD_BODY,
-                 "missing_field": p.BAD_BODY, "wrong_frame_count": p.BAD_FRAME, "too_large": p.TOO_LARGE}
+EXPECTED_CODE = {kind: CATALOGUE[kind].code for kind in MALFORMED_KINDS}
 ROUTER_PORTS = {"orchestrator": 5555}
 HIVE_ROUTER_PORT = 5556
 CONTAINER_KEY_DIR = "/run/secrets/curve"
-
-
-def malformed(kind: str) -> list[bytes]:
-    """Return the DEALER-side frames of one malformed message of `kind` (see MALFORMED_KINDS)."""
-    ready = p.dumps({"role": "hive", "id": "rogue"})
-    frames = {
-        "bad_protocol": [b"XMDP01", p.READY, ready],
-        "bad_version": [p.PROTOCOL + b"99", p.READY, ready],
-        "unknown_command": [p.HEADER, b"\x7f", b"{}"],
-        "bad_json": [p.HEADER, p.READY, b"{not json"],
-        "not_object": [p.HEADER, p.READY, b"[1,2,3]"],
-        "missing_field": [p.HEADER, p.READY, p.dumps({"role": "hive"})],
-        "wrong_frame_count": [p.HEADER, p.READY],
-        "too_large": [p.HEADER, p.READY, b'{"pad":"' + b"x" * (p.MAX_BODY_BYTES + 16) + b'"}'],
-    }
-    if kind not in frames:
-        raise ValueError(f"unknown malformed kind {kind!r}; choose from {MALFORMED_KINDS}")
-    return frames[kind]
 
 
 def ready_frames(role: str, peer_id: str, **body: Any) -> list[bytes]:

@@ -3,7 +3,8 @@
 Modelled on ZeroMQ RFC 18/MDP (Majordomo 0.2: PARTIAL/FINAL replies suit token streaming) and
 extended for registration with model and slots, job and trace ids, capacity, cancellation, error
 codes, provisioning and heartbeats in both directions.  See docs/protocol.md for the frame tables.
-Nothing else in the code base builds or parses frames by hand.
+Nothing else in the code base builds or parses frames by hand; the deliberately malformed ones are
+catalogued beside it, in services/protocol_malformed.py, each with the ERROR code it earns.
 """
 from __future__ import annotations
 

@@ -14,65 +14,64 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-
                (b"x-accel-buffering", b"no")]
 
 
-def make_handlers(service):
-    """Return the two generation handlers bound to the service."""
-    settings = service.settings
-    scheduler = service.scheduler
+async def completions(app, ctx: Ctx) -> None:
+    """POST /v1/completions."""
+    await _generate(app.service, ctx, "completion")
 
-    async def handle(ctx: Ctx, kind: str) -> None:
-        raw = await ctx.read_body(settings.max_body_bytes)
-        parse = parse_chat if kind == "chat" else parse_completion
-        params = parse(raw, settings.max_tokens_limit)
-        trace_id = ctx.resolve_trace_id()
-        given = ctx.headers.get(b"x-request-timeout")
-        timeout_s = settings.request_timeout_s if given is None else header_number("X-Request-Timeout", given)
-        idem = ctx.headers.get(b"idempotency-key")
-        key = fingerprint = None
-        if idem is not None:
-            key = (ctx.tenant, idem.decode("latin-1"))
-            fingerprint = hashlib.sha256(ctx.route.encode() + b"\0" + raw).hexdigest()
-            known = scheduler.idem.get(key)
-            if known is not None:
-                if known[0] != fingerprint:
-                    raise HTTPError(409, "Idempotency-Key was already used with a different request body",
-                                    param="Idempotency-Key", code="idempotency_key_reused")
-                job = scheduler.jobs.get(known[1])
-                if job is not None:
-                    await asyncio.shield(job.done)  # a waiting retry must not cancel the original's future
-                    await (replay_stream(ctx, job, params) if params.stream else answer(ctx, job))
-                    return
-        try:
-            job = scheduler.admit(ctx.tenant, params.model, params.prompt, params.max_tokens, params.seed,
-                                  params.stream, trace_id, kind, timeout_s)
-        except AdmissionError as exc:
-            raise HTTPError(exc.status, exc.message,
-                            "invalid_request_error" if exc.status == 404 else "server_error" if exc.status >= 500
-                            else "rate_limit_error", "model" if exc.status == 404 else None, exc.code,
-                            exc.headers) from None
-        if key is not None:
-            scheduler.idem[key] = (fingerprint, job.id)
-            job.idem = key
-        watcher = None
-        if not job.done.done():
-            watcher = asyncio.ensure_future(ctx.receive())
-            watcher.add_done_callback(functools.partial(_client_message, scheduler, job))
-        try:
-            if params.stream:
-                await stream(ctx, job, params)
-            else:
-                await job.done
-                await answer(ctx, job)
-        finally:
-            if watcher is not None and not watcher.done():
-                watcher.cancel()
 
-    async def completions(ctx: Ctx) -> None:
-        await handle(ctx, "completion")
+async def chat(app, ctx: Ctx) -> None:
+    """POST /v1/chat/completions."""
+    await _generate(app.service, ctx, "chat")
 
-    async def chat(ctx: Ctx) -> None:
-        await handle(ctx, "chat")
 
-    return completions, chat
+async def _generate(service, ctx: Ctx, kind: str) -> None:
+    """Admit one generation request (or replay its idempotent twin) and answer it, streamed or whole."""
+    settings, scheduler = service.settings, service.scheduler
+    raw = await ctx.read_body(settings.max_body_bytes)
+    parse = parse_chat if kind == "chat" else parse_completion
+    params = parse(raw, settings.max_tokens_limit)
+    trace_id = ctx.resolve_trace_id()
+    given = ctx.headers.get(b"x-request-timeout")
+    timeout_s = settings.request_timeout_s if given is None else header_number("X-Request-Timeout", given)
+    idem = ctx.headers.get(b"idempotency-key")
+    key = fingerprint = None
+    if idem is not None:
+        key = (ctx.tenant, idem.decode("latin-1"))
+        fingerprint = hashlib.sha256(ctx.route.encode() + b"\0" + raw).hexdigest()
+        known = scheduler.idem.get(key)
+        if known is not None:
+            if known[0] != fingerprint:
+                raise HTTPError(409, "Idempotency-Key was already used with a different request body",
+                                param="Idempotency-Key", code="idempotency_key_reused")
+            job = scheduler.jobs.get(known[1])
+            if job is not None:
+                await asyncio.shield(job.done)  # a waiting retry must not cancel the original's future
+                await (replay_stream(ctx, job, params) if params.stream else answer(ctx, job))
+                return
+    try:
+        job = scheduler.admit(ctx.tenant, params.model, params.prompt, params.max_tokens, params.seed,
+                              params.stream, trace_id, kind, timeout_s)
+    except AdmissionError as exc:
+        raise HTTPError(exc.status, exc.message,
+                        "invalid_request_error" if exc.status == 404 else "server_error" if exc.status >= 500
+                        else "rate_limit_error", "model" if exc.status == 404 else None, exc.code,
+                        exc.headers) from None
+    if key is not None:
+        scheduler.idem[key] = (fingerprint, job.id)
+        job.idem = key
+    watcher = None
+    if not job.done.done():
+        watcher = asyncio.ensure_future(ctx.receive())
+        watcher.add_done_callback(functools.partial(_client_message, scheduler, job))
+    try:
+        if params.stream:
+            await stream(ctx, job, params)
+        else:
+            await job.done
+            await answer(ctx, job)
+    finally:
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
 
 
 def _client_message(scheduler, job, task: asyncio.Future) -> None:

@@ -108,10 +108,11 @@ def _too_large(limit: int) -> HTTPError:
 
 
 class Endpoint:
-    """Wrap `async handler(ctx)` as an ASGI app: auth, errors as OpenAI-style JSON, request metrics."""
+    """One route's `async handler(app, ctx)` as an ASGI app: auth, OpenAI-style JSON errors, metrics by label."""
 
-    def __init__(self, service, route: str, handler, auth: bool = True, admin: bool = False):
-        self.service, self.route, self.handler, self.auth, self.admin = service, route, handler, auth, admin
+    def __init__(self, app, route):
+        self.app, self.service = app, app.service
+        self.route, self.handler, self.auth, self.admin = route.label, route.handler, route.auth, route.admin
 
     async def __call__(self, scope, receive, send) -> None:
         ctx = Ctx(scope, receive, send, self.route)
@@ -127,7 +128,7 @@ class Endpoint:
                     raise HTTPError(403, f"tenant '{tenant}' may not use admin routes", "permission_error",
                                     None, "forbidden")
                 ctx.tenant = tenant
-            await self.handler(ctx)
+            await self.handler(self.app, ctx)
         except HTTPError as exc:
             if not ctx.status:
                 await ctx.error(exc)

@@ -1,8 +1,9 @@
-"""The served OpenAPI 3.1 document (/openapi.json), rendered from the route table and schemas in schema.py."""
+"""The served OpenAPI 3.1 document (/openapi.json), rendered from the route table (routes.py) and the schemas
+(schema.py)."""
 from __future__ import annotations
 
-from .schema import HEADERS, RESPONSE_SCHEMAS, ROUTES, Route, request_schemas
-
+from .routes import ROUTES, Route
+from .schema import HEADERS, RESPONSE_SCHEMAS, request_schemas
 
 
 def examples(limit: int) -> dict[str, dict]:
@@ -52,10 +53,11 @@ def operation(route: Route, limit: int) -> dict:
     return op
 
 
-def spec(max_tokens_limit: int) -> dict:
-    """Return the OpenAPI document for an orchestrator whose APIARY_MAX_TOKENS_LIMIT is `max_tokens_limit`."""
+def spec(max_tokens_limit: int, routes: tuple[Route, ...] = ROUTES) -> dict:
+    """Return the OpenAPI document of `routes` for an orchestrator whose APIARY_MAX_TOKENS_LIMIT is
+    `max_tokens_limit`."""
     paths: dict[str, dict] = {}
-    for route in ROUTES:
+    for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = operation(route, max_tokens_limit)
     return {
         "openapi": "3.1.0",

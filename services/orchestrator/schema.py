@@ -1,13 +1,12 @@
-"""The one source of the orchestrator's HTTP contract: the route table, request and response schemas.
+"""The orchestrator's HTTP schemas: request and response bodies, headers and error answers.
 
-app.py builds its routes (and the 405 `Allow` lists) from ROUTES, openai_api.py and app.py validate
-request bodies against `request_schemas(limit)` with schema_check, generate.py validates the
-X-Request-Timeout header against HEADERS, and openapi.py renders all of it as the served document.
-A rule lives here once; schema_check.assert_supported refuses a schema keyword the validator skips.
+openai_api.py and handlers.py validate request bodies against `request_schemas(limit)` with schema_check,
+generate.py validates the X-Request-Timeout header against HEADERS, and openapi.py renders them (with the
+route table of routes.py) as the served document. A rule lives here once; schema_check.assert_supported
+refuses a schema keyword the validator skips.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 CHAT_ROLES = ("system", "user", "assistant", "tool", "developer", "function")
@@ -130,69 +129,14 @@ RESPONSE_SCHEMAS = {
                     "description": "one server-sent event: data is a JSON chunk (object text_completion or "
                                    "chat.completion.chunk), a usage chunk, [DONE], or on `event: error` an Error"},
 }
-_ERR = {"400": "Invalid request (the error names the field in `param`)",
-        "401": "Missing or invalid API key (with WWW-Authenticate: Bearer)",
-        "403": "Not an admin tenant",
-        "404": "Unknown model, job or hive (`param` says which)",
-        "409": "Idempotency-Key reused with a different body",
-        "413": "Body over APIARY_MAX_BODY_BYTES",
-        "429": "Admission queue full (Retry-After header)",
-        "502": "worker_lost / worker_error",
-        "503": "rejected by every worker / shutting down / no live hive (Retry-After header)",
-        "504": "Deadline (X-Request-Timeout) exceeded; the message and job_id name the job"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Route:
-    """One operation: path, method, handler name, auth, request body, headers and answers (status -> schema)."""
-
-    path: str
-    method: str
-    name: str
-    summary: str
-    ok: tuple[str, str]  # (status, response schema name)
-    errors: tuple[str, ...] = ()
-    auth: bool = True
-    admin: bool = False
-    body: str | None = None
-    headers: tuple[str, ...] = ()
-    stream: bool = False
-    content_type: str = "application/json"
-    also: tuple[tuple[str, str, str], ...] = ()  # (status, description, schema name) not shaped as Error
-
-    def responses(self) -> dict[str, tuple[str, str | None]]:
-        """status -> (description, schema name); every auth route may answer 401, admin routes 403."""
-        extra = ("401",) if self.auth else ()
-        extra += ("403",) if self.admin else ()
-        out = {self.ok[0]: (self.summary, self.ok[1])}
-        for status in sorted(set(self.errors + extra)):
-            out[status] = (_ERR[status], "Error")
-        for status, description, schema in self.also:
-            out[status] = (description, schema)
-        return out
-
-
-_GEN_ERRORS = ("400", "404", "409", "413", "429", "502", "503", "504")
-ROUTES = (
-    Route("/v1/completions", "POST", "completions", "Create a text completion", ("200", "Completion"),
-          _GEN_ERRORS, body="CompletionRequest", headers=GENERATION_HEADERS, stream=True),
-    Route("/v1/chat/completions", "POST", "chat", "Create a chat completion", ("200", "ChatCompletion"),
-          _GEN_ERRORS, body="ChatRequest", headers=GENERATION_HEADERS, stream=True),
-    Route("/v1/models", "GET", "models", "Models with state, workers, hives and provisioning progress",
-          ("200", "ModelList")),
-    Route("/v1/models/provision", "POST", "provision", "Ask hives to fetch a model", ("202", "Provisioning"),
-          ("400", "404", "413", "503"), body="ProvisionRequest"),
-    Route("/v1/workers", "GET", "workers", "Hives and workers with slots, state and heartbeat age", ("200", "Workers")),
-    Route("/v1/jobs/{id}", "GET", "job", "One job of the caller's tenant with its history", ("200", "Job"), ("404",)),
-    Route("/v1/admin/shutdown", "POST", "shutdown", "Graceful cascading shutdown (admin tenants)",
-          ("202", "Shutdown"), admin=True),
-    Route("/v1/admin/reset", "POST", "reset", "Fail live jobs with `reset`, forget finished jobs", ("200", "Reset"),
-          admin=True),
-    Route("/health", "GET", "health", "Process alive; registry status", ("200", "Health"), auth=False),
-    Route("/ready", "GET", "ready", "At least one ready worker", ("200", "Ready"), auth=False,
-          also=(("503", "Not ready, with a reason", "Ready"),)),
-    Route("/metrics", "GET", "metrics", "Prometheus metrics (text exposition)", ("200", None), auth=False,
-          content_type="text/plain"),
-    Route("/openapi.json", "GET", "openapi", "This document", ("200", "Document"), auth=False),
-)
-
+# status -> what an Error answer of it means (routes.py lists each route's)
+ERRORS = {"400": "Invalid request (the error names the field in `param`)",
+          "401": "Missing or invalid API key (with WWW-Authenticate: Bearer)",
+          "403": "Not an admin tenant",
+          "404": "Unknown model, job or hive (`param` says which)",
+          "409": "Idempotency-Key reused with a different body",
+          "413": "Body over APIARY_MAX_BODY_BYTES",
+          "429": "Admission queue full (Retry-After header)",
+          "502": "worker_lost / worker_error",
+          "503": "rejected by every worker / shutting down / no live hive (Retry-After header)",
+          "504": "Deadline (X-Request-Timeout) exceeded; the message and job_id name the job"}

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from services.orchestrator.schema import ROUTES
+from services.orchestrator.routes import ROUTES
 from tests.api.st_hooks import CLIENT_DEADLINE_MAX_S, deadline_problem
 from tests.api.test_schemathesis import SHARDS, shard_regexes
 

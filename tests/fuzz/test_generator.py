@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import fuzz
-from harness.rogue import EXPECTED_CODE, MALFORMED_KINDS, malformed
 from services import protocol as p
+from services.protocol_malformed import CATALOGUE
 
 IDS = ["fuzz-hive-0", "fuzz-hive-1", "fuzz-hive-2"]
 
@@ -81,9 +81,9 @@ def test_an_unknown_role_is_refused():
         fuzz.FrameGenerator(1, "orchestrator", IDS)
 
 
-@pytest.mark.parametrize("kind", MALFORMED_KINDS)
-def test_the_oracle_rejects_each_malformed_kind_with_its_code(kind):
-    assert fuzz.decode_spec(malformed(kind))[0] == EXPECTED_CODE[kind]
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_the_oracle_rejects_each_catalogue_entry_with_its_code(name):
+    assert fuzz.decode_spec(list(CATALOGUE[name].frames))[0] == CATALOGUE[name].code
 
 
 def test_the_oracle_returns_command_and_body_of_a_valid_message():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from bench.fuzz_models import HiveModel, OrchestratorModel
 from services import protocol as p
+from services.protocol_malformed import frames as malformed
 
 A, B = b"fuzz-hive-0", b"fuzz-hive-1"
 BAD_BODY = (["bad_body"], ["error:bad_body"])
@@ -19,8 +20,8 @@ def worker(wid: str = "w1", **extra) -> dict:
 
 def test_orchestrator_decode_errors_pass_through_whatever_the_state():
     model = OrchestratorModel()
-    assert model.expect(A, [p.HEADER, p.READY]) == (["bad_frame"], ["error:bad_frame"])
-    assert model.expect(A, [b"AMDP02", p.READY, b"{}"]) == (["unsupported_version"], ["error:unsupported_version"])
+    assert model.expect(A, malformed("wrong_frame_count")) == (["bad_frame"], ["error:bad_frame"])
+    assert model.expect(A, malformed("bad_version")) == (["unsupported_version"], ["error:unsupported_version"])
 
 
 def test_orchestrator_unregistered_peer_gets_disconnect_except_for_ready_and_disconnect():

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from services import protocol as p
+from services.protocol_malformed import frames as malformed
 from .fakes import Orch, wait_until
 from .test_api import sse_events
 
@@ -161,11 +162,8 @@ def test_stale_attempt_frames_dropped(orch, make_hive):
 
 def test_malformed_frames_counted_and_service_keeps_serving(orch, make_hive):
     hive = make_hive([{"id": "mf-w1"}])
-    hive.send_raw([b"AMDP01", p.PARTIAL, b"{not json"])
-    hive.send_raw([b"XXXX01", p.HEARTBEAT, b"{}"])
-    hive.send_raw([b"AMDP01", b"\x7f", b"{}"])
-    hive.send_raw([b"only-one-frame"])
-    hive.send_raw([b"AMDP01", p.FINAL, b'{"job_id": 5}'])
+    for name in ("bad_json", "bad_protocol", "unknown_command", "wrong_frame_count", "string_integer"):
+        hive.send_raw(malformed(name))
     wait_until(lambda: orch.metric("apiary_protocol_errors_total", {"reason": "bad_body"}) >= 2, 2, "bad_body")
     assert orch.metric("apiary_protocol_errors_total", {"reason": "bad_protocol"}) >= 1
     assert orch.metric("apiary_protocol_errors_total", {"reason": "unknown_command"}) >= 1

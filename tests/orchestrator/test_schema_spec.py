@@ -12,7 +12,8 @@ from schemathesis import GenerationMode
 from services.orchestrator.http_util import HTTPError
 from services.orchestrator.openai_api import header_number, parse_chat, parse_completion, validate
 from services.orchestrator.openapi import examples, spec
-from services.orchestrator.schema import HEADERS, RESPONSE_SCHEMAS, ROUTES, request_schemas
+from services.orchestrator.routes import ROUTES
+from services.orchestrator.schema import HEADERS, RESPONSE_SCHEMAS, request_schemas
 
 LIMIT = 64
 DOC = spec(LIMIT)

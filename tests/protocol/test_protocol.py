@@ -1,8 +1,9 @@
-"""AMDP/1 encode/decode: round trips, every malformed-frame class, events, the mock model."""
+"""AMDP/1 encode/decode: round trips, every entry of the malformed-frame catalogue, events, the mock model."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from services import protocol as p
+from services.protocol_malformed import CATALOGUE, SWAPS, frames as malformed
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53),
                          st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40))
@@ -42,28 +43,37 @@ def test_generate_text_is_deterministic_concatenation(prompt, seed, n):
     assert len(text.split()) == n
 
 
-@pytest.mark.parametrize("frames, code", [
-    ([p.HEADER, p.READY], p.BAD_FRAME),
-    ([p.HEADER, p.READY, b"{}", b"extra"], p.BAD_FRAME),
-    ([], p.BAD_FRAME),
-    ([b"MDPW01", p.READY, b"{}"], p.BAD_PROTOCOL),
-    ([b"AMDP02", p.READY, b"{}"], p.UNSUPPORTED_VERSION),
-    ([p.HEADER, b"\x7f", b"{}"], p.UNKNOWN_COMMAND),
-    ([p.HEADER, b"", b"{}"], p.UNKNOWN_COMMAND),
-    ([p.HEADER, p.HEARTBEAT, b"{not json"], p.BAD_BODY),
-    ([p.HEADER, p.HEARTBEAT, b"\xff\xfe"], p.BAD_BODY),
-    ([p.HEADER, p.HEARTBEAT, b"[1,2]"], p.BAD_BODY),
-    ([p.HEADER, p.READY, b'{"role":"worker"}'], p.BAD_BODY),
-    ([p.HEADER, p.PARTIAL, b'{"job_id":"j","attempt":"1","seq":0,"text":"a"}'], p.BAD_BODY),
-    ([p.HEADER, p.PARTIAL, b'{"job_id":"j","attempt":true,"seq":0,"text":"a"}'], p.BAD_BODY),
-    ([p.HEADER, p.HEARTBEAT, b"{" + b'"a":"' + b"x" * (p.MAX_BODY_BYTES) + b'"}'], p.TOO_LARGE),
-])
-def test_malformed_frames_raise_protocol_error_with_reason(frames, code):
-    """Every malformed-frame class raises ProtocolError carrying its code and a readable reason."""
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_every_catalogue_entry_gets_its_error_code_from_the_decoder(name):
+    """Every entry of the malformed-frame catalogue raises ProtocolError carrying its code and a readable reason."""
+    entry = CATALOGUE[name]
     with pytest.raises(p.ProtocolError) as err:
-        p.decode(frames)
-    assert err.value.code == code
-    assert err.value.reason
+        p.decode(malformed(name))
+    assert err.value.code == entry.code
+    assert err.value.reason and entry.rule
+
+
+VALID = [p.encode(p.HEARTBEAT), p.encode(p.READY, {"role": "hive", "id": "h"}),
+         p.encode(p.FINAL, {"job_id": "j", "attempt": 1, "tokens": 2})]
+
+
+@pytest.mark.parametrize("op", sorted(SWAPS))
+def test_every_swapped_frame_value_gets_its_error_code_from_the_decoder(op):
+    """A SWAPS value in place of its frame of a valid message is rejected with the swap's code."""
+    swap = SWAPS[op]
+    for message in VALID:
+        p.decode(message)
+        for value in swap.values:
+            frames = list(message)
+            frames[swap.frame] = value
+            with pytest.raises(p.ProtocolError) as err:
+                p.decode(frames)
+            assert err.value.code == swap.code, (op, value, message[1])
+
+
+def test_an_unknown_catalogue_name_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="unknown malformed frame 'bad_mood'; choose from bad_protocol, "):
+        malformed("bad_mood")
 
 
 @settings(max_examples=300, deadline=None)
