@@ -119,7 +119,6 @@ def kills(stack: LocalStack, count: int, log) -> dict:
     """kill -9 a worker with jobs in flight; kill->worker.lost and worker.lost->next job.dispatched of its jobs."""
     detection, redispatch, redispatched_evt, misses = [], [], [], []
     tap = stack.events(("worker.", "job."))
-    time.sleep(0.3)
     host, port = split_url(stack.api_url)
     try:
         for k in range(count):
@@ -143,34 +142,34 @@ def kills(stack: LocalStack, count: int, log) -> dict:
                     await asyncio.sleep(0.01)
                     found = tap.find("job.dispatched", after=mark, worker_id=target)
                 await asyncio.sleep(0.05)
-                affected = {e["job_id"] for t, e in tap.events if t >= mark and e.get("topic") == "job.dispatched"
-                            and e.get("worker_id") == target}
+                affected = {e["job_id"] for e in tap.matching("job.dispatched", after=mark, worker_id=target)}
                 t_kill = stack.kill(target, signal.SIGKILL)
                 results = await asyncio.gather(*tasks)
                 return t_kill, affected, results
 
             t_kill, affected, results = run(submit_and_kill())
-            lost = tap.wait_for("worker.lost", timeout=3, after=t_kill, worker_id=target)
+            lost = tap.find("worker.lost", timeout_s=3, after=t_kill, worker_id=target)
+            t_lost = lost["_received"] if lost else None
             if lost is None or not affected:
                 misses.append({"kill": k, "worker": target, "lost_event": lost is not None, "affected": len(affected)})
             else:
-                detection.append(lost[0] - t_kill)
+                detection.append(t_lost - t_kill)
                 for job_id in affected:
-                    again = tap.find("job.dispatched", after=lost[0] - 0.05, job_id=job_id)
-                    red = tap.find("job.redispatched", after=lost[0] - 0.05, job_id=job_id)
+                    again = tap.find("job.dispatched", after=t_lost - 0.05, job_id=job_id)
+                    red = tap.find("job.redispatched", after=t_lost - 0.05, job_id=job_id)
                     if again is not None:
-                        redispatch.append(again[0] - lost[0])
+                        redispatch.append(again["_received"] - t_lost)
                     if red is not None:
-                        redispatched_evt.append(red[0] - lost[0])
+                        redispatched_evt.append(red["_received"] - t_lost)
             wrong = [r for r, p in results if not check(r, p, False, 200)]
             log(f"  kill {k + 1}/{count} {target}: detection "
-                f"{'-' if lost is None else f'{(lost[0] - t_kill) * 1000:.0f} ms'}, {len(affected)} jobs affected, "
+                f"{'-' if lost is None else f'{(t_lost - t_kill) * 1000:.0f} ms'}, {len(affected)} jobs affected, "
                 f"{len(wrong)} of {len(results)} jobs not completed")
             if wrong:
                 misses.append({"kill": k, "worker": target, "not_completed": [r.error_code or r.exception for r in wrong]})
             stack.restart(target, wait=True, timeout=20)
     finally:
-        tap.close()
+        tap.stop()
     return {"kills": count, "detection_s": {"p50": _r(percentile(detection, 50)), "p99": _r(percentile(detection, 99)),
                                             "max": _r(max(detection) if detection else None), "n": len(detection)},
             "redispatch_s": {"p50": _r(percentile(redispatch, 50)), "p99": _r(percentile(redispatch, 99)),

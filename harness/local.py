@@ -1,25 +1,23 @@
-"""The same stack as local processes on 127.0.0.1 with free ports (no Docker engine): 1 orchestrator,
-2 hives, 2 workers per hive, same service names; kill/pause by signals; network faults need docker."""
+"""The harness's `--backend local`: the compose file's stack as local processes on 127.0.0.1 (no Docker engine),
+same service names. The processes (ports, keys, env, signals, leftovers) are services.stack.LocalStack's, the
+one local launcher; this adapter gives it the harness's Stack shape (inspect like docker's, health waits,
+restart counts) and refuses network faults, which need docker."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
-import signal as signals
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-
-from harness.stackops import (API_KEYS, ROOT, SERVICES, TOPOLOGY, StackOps, answers_health, free_port, keys_env,
-                              make_curve_keys, project_name)
 from harness.errors import EnvironmentSetupError, NemesisError
+from harness.stackops import API_KEYS, SERVICES, TOPOLOGY, StackOps, answers_health, project_name
+from services.stack import LocalStack, kill_leftovers  # noqa: F401 (kill_leftovers: the runner's safety net)
 
-MODULES = {"orchestrator": "services.orchestrator", "hive": "services.worker_manager", "worker": "services.mock_worker"}
 NEEDS_DOCKER = "needs the docker backend (container networks); run with --backend docker"
 
 
@@ -28,12 +26,20 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def kind_of(service: str) -> str:
-    return "orchestrator" if service == "orchestrator" else service.split("-")[0]
+def launcher_for(workdir: Path, api_keys: dict[str, str]) -> LocalStack:
+    """A LocalStack with the topology's hives and workers (EnvironmentSetupError when the names differ)."""
+    roles = [TOPOLOGY.role(s) for s in SERVICES]
+    hives, workers = roles.count("hive"), roles.count("worker")
+    launcher = LocalStack(hives=max(hives, 1), workers_per_hive=max(workers // max(hives, 1), 1), workdir=workdir,
+                          keys=api_keys, orchestrator_env={"APIARY_QUEUE_MAX": os.environ.get("APIARY_QUEUE_MAX", "128")})
+    if sorted(launcher.names) != sorted(SERVICES):
+        raise EnvironmentSetupError("topology", f"{TOPOLOGY.source}: the local backend starts {launcher.names}, "
+                                                f"the compose file names {list(SERVICES)}")
+    return launcher
 
 
 class LocalCluster(StackOps):
-    """Owns the service processes of one run; state (pids, ports) is mirrored to a JSON file so the
+    """Owns the service processes of one run through a LocalStack, whose pids go to local-stack.json so the
     runner can kill leftovers if this process dies."""
 
     backend = "local"
@@ -46,16 +52,12 @@ class LocalCluster(StackOps):
         self.topology = TOPOLOGY
         self.services = list(SERVICES)
         self.networks: dict[str, str] = {}
-        self.ports = {s: {"http": free_port()} for s in self.services}
-        self.ports["orchestrator"].update(router=free_port(), events=free_port())
-        for hive in ("hive-a", "hive-b"):
-            self.ports[hive]["router"] = free_port()
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.paused: set[str] = set()
+        self.launcher = launcher_for(self.workdir, self.api_keys)
+        self.ports, self.procs, self.paused = self.launcher.ports, self.launcher.procs, self.launcher.paused
+        self.curve_root = self.launcher.curve_root
         self.state: dict[str, dict] = {s: {"restart_count": 0} for s in self.services}
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap, daemon=True, name="local-reaper")
-        self.curve_root = make_curve_keys(self.workdir / "curve")
 
     # ---- addresses ------------------------------------------------------------------------------
     def orchestrator_port(self, kind: str) -> int:
@@ -63,10 +65,10 @@ class LocalCluster(StackOps):
         return self.ports["orchestrator"][kind]
 
     def router_url_of(self, service: str) -> str:
-        return self.router_url if service == "orchestrator" else f"tcp://127.0.0.1:{self.ports[service]['router']}"
+        return self.launcher.router_url_of(service)
 
     def http_url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]['http']}"
+        return self.launcher.http_url(service)
 
     def network_name(self, short: str) -> str:
         raise NemesisError(f"network {short!r}: {NEEDS_DOCKER}")
@@ -77,47 +79,22 @@ class LocalCluster(StackOps):
     # ---- processes ------------------------------------------------------------------------------
     def env_for(self, service: str) -> dict[str, str]:
         """Environment of a service process (config only through env vars)."""
-        kind, p = kind_of(service), self.ports[service]
-        env = dict(os.environ, APIARY_HTTP_HOST="127.0.0.1", APIARY_HTTP_PORT=str(p["http"]),
-                   APIARY_SHUTDOWN_GRACE_S=os.environ.get("APIARY_SHUTDOWN_GRACE_S", "2"), PYTHONUNBUFFERED="1")
-        env.update(self.curve_env(kind))
-        if kind == "orchestrator":
-            env.update(APIARY_ROUTER_BIND=self.router_url, APIARY_EVENTS_BIND=self.events_url,
-                       APIARY_DB_PATH=str(self.workdir / "data" / "registry.db"), APIARY_API_KEYS=keys_env(self.api_keys),
-                       APIARY_QUEUE_MAX=os.environ.get("APIARY_QUEUE_MAX", "128"))
-        elif kind == "hive":
-            env.update(APIARY_HIVE_ID=service, APIARY_ORCHESTRATOR_ADDR=self.router_url,
-                       APIARY_WORKER_BIND=self.router_url_of(service),
-                       APIARY_MODEL_CACHE=str(self.workdir / "data" / service))
-        else:
-            hive = "hive-" + service.split("-")[1][0]
-            env.update(APIARY_WORKER_ID=service, APIARY_HIVE_ADDR=self.router_url_of(hive),
-                       APIARY_LEDGER_PATH=str(self.workdir / "data" / f"ledger-{service}.jsonl"))
-        return env
+        return self.launcher.env_for(service)
 
     def spawn(self, service: str) -> None:
-        """Start a service process, its output appended to logs/<service>.log."""
-        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "logs" / f"{service}.log", "ab")
-        self.procs[service] = subprocess.Popen([sys.executable, "-m", MODULES[kind_of(service)]], cwd=ROOT,
-                                               env=self.env_for(service), stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True)
-        log.close()
+        """Start a service process (the launcher's spawn) and note when it started."""
+        self.launcher.spawn(service)
         self.state[service].update(started_at=now_iso(), finished_at=None, exit_code=None)
-        self.save_state()
 
-    def save_state(self) -> None:
-        """Mirror pids and ports to local-stack.json (the runner's safety net reads it)."""
-        data = {"run_id": self.run_id, "pids": {s: p.pid for s, p in self.procs.items()}, "ports": self.ports}
-        (self.workdir / "local-stack.json").write_text(json.dumps(data))
+    def _reap_once(self) -> None:
+        for service, proc in list(self.procs.items()):
+            if proc.poll() is not None and not self.state[service].get("finished_at"):
+                rc = proc.returncode
+                self.state[service].update(finished_at=now_iso(), exit_code=128 - rc if rc < 0 else rc)
 
     def _reap(self) -> None:
         while not self._stop.wait(0.05):
-            for service, proc in list(self.procs.items()):
-                if proc.poll() is not None and not self.state[service].get("finished_at"):
-                    rc = proc.returncode
-                    self.state[service].update(finished_at=now_iso(), exit_code=128 - rc if rc < 0 else rc)
+            self._reap_once()
 
     def up(self, timeout_s: float = 30) -> float:
         """Start every service and wait until each answers /health 200; returns seconds taken."""
@@ -154,32 +131,15 @@ class LocalCluster(StackOps):
         return dead, [s for s in self.services if s not in dead and not self.healthy(s)]
 
     def diagnose(self, headline: str, services: list[str], lines: int = 15) -> str:
-        out = [headline]
-        for s in services:
-            st = self.inspect(s)
-            out.append(f"--- {s}: status={st.get('status')} exit_code={st.get('exit_code')}")
-            out += ["    " + ln for ln in self.logs(s).splitlines()[-lines:]]
-        return "\n".join(out)
+        """The headline, then each service's pid, exit code, log path and last log lines."""
+        return self.launcher.diagnose(headline, services, lines)
 
     def down(self, grace_s: float = 5) -> list[str]:
-        """SIGTERM every process, SIGKILL after the grace period; returns services that would not die."""
-        self.unpause_all()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signals.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.01, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        """SIGTERM every process, SIGKILL its group after the grace period; returns services that would not die."""
+        self.launcher.stop(grace_s)
+        self._reap_once()
         self._stop.set()
         return [s for s, p in self.procs.items() if p.poll() is None]
-
-    def unpause_all(self) -> None:
-        for service in list(self.paused):
-            self.unpause(service)
 
     # ---- fault primitives -----------------------------------------------------------------------
     def proc(self, service: str) -> subprocess.Popen:
@@ -188,27 +148,21 @@ class LocalCluster(StackOps):
         return self.procs[service]
 
     def kill(self, service: str, signal: str = "SIGKILL") -> None:
-        self.proc(service).send_signal(getattr(signals, signal) if isinstance(signal, str) else signal)
+        self.proc(service)
+        self.launcher.kill(service, signal)
 
     def pause(self, service: str) -> None:
-        self.proc(service).send_signal(signals.SIGSTOP)
-        self.paused.add(service)
+        """SIGSTOP the service's process group (the process and its engine)."""
+        self.proc(service)
+        self.launcher.pause(service)
 
     def unpause(self, service: str) -> None:
-        self.proc(service).send_signal(signals.SIGCONT)
-        self.paused.discard(service)
+        self.proc(service)
+        self.launcher.resume(service)
 
     def stop(self, service: str, timeout_s: float = 10) -> None:
-        proc = self.proc(service)
-        if service in self.paused:
-            self.unpause(service)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        self.proc(service)
+        self.launcher.terminate(service, timeout_s)
 
     def start(self, service: str) -> None:
         if self.proc(service).poll() is not None:
@@ -245,7 +199,7 @@ class LocalCluster(StackOps):
 
     def logs(self, service: str, since: float | None = None) -> str:
         """A service's log since a UNIX time (JSON lines filtered by their ts; other lines follow the last)."""
-        path = self.workdir / "logs" / f"{service}.log"
+        path = self.launcher.log_path(service)
         if not path.exists():
             return ""
         lines = path.read_text("utf-8", "replace").splitlines(keepends=True)
@@ -280,22 +234,3 @@ class LocalCluster(StackOps):
     def describe(self) -> dict:
         return {"backend": "local", "run_id": self.run_id, "workdir": str(self.workdir), "api_url": self.api_url,
                 "events_url": self.events_url, "router_url": self.router_url, "api_keys": self.api_keys}
-
-
-def kill_leftovers(workdir: Path) -> list[int]:
-    """Kill processes recorded in local-stack.json that are still alive (runner's safety net)."""
-    path = Path(workdir) / "local-stack.json"
-    if not path.exists():
-        return []
-    import psutil
-    killed = []
-    for pid in json.loads(path.read_text()).get("pids", {}).values():
-        try:
-            if not any(m in " ".join(psutil.Process(pid).cmdline()) for m in MODULES.values()):
-                continue   # pid reused by something that is not ours
-            os.killpg(pid, signals.SIGCONT)
-            os.killpg(pid, signals.SIGKILL)
-            killed.append(pid)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return killed

@@ -6,12 +6,16 @@ Starts the stack, waits until the orchestrator's /ready is 200 and /v1/workers l
 ready, prints the API URL and a key, and stops everything on Ctrl-C / SIGTERM (SIGTERM to each service,
 then SIGKILL to its process group after a grace period, so engine subprocesses die too).
 
-Also a library for tests/ and bench/ (the harness has its own launcher, harness/local.py):
+Also the one launcher of local service processes: tests/, bench/ and the harness's `--backend local`
+(harness/local.py, an adapter giving it the harness's Stack shape) all start the stack through LocalStack:
 
     with LocalStack(hives=2, workers_per_hive=2) as stack:
         stack.api_url, stack.key, stack.events_url, stack.pid("worker-a1")
         stack.kill("worker-a1"); stack.pause("hive-b"); stack.resume("hive-b"); stack.restart("worker-a1")
-        with stack.events() as tap: tap.wait_for("worker.lost", worker_id="worker-a1")
+        with stack.events() as sub: sub.wait_for("worker.lost", worker_id="worker-a1")
+
+Each spawn mirrors the pids to <workdir>/local-stack.json, so kill_leftovers(workdir) can end the services of
+a launcher whose own process died.
 """
 from __future__ import annotations
 
@@ -33,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from services.curve import curve_enabled, load_keys, make_keyset
-from services.stack_events import EventTap
+from services.stack_events import EventSubscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = {"orchestrator": "services.orchestrator", "hive": "services.worker_manager",
            "worker": "services.mock_worker"}
 DEFAULT_KEYS = {"tenant-a": "key-a", "tenant-b": "key-b", "tenant-c": "key-c", "admin": "key-admin"}
+STATE_FILE = "local-stack.json"
 
 
 class StackError(RuntimeError):
@@ -53,6 +58,7 @@ def free_port() -> int:
 
 
 def kind_of(name: str) -> str:
+    """The role of a service name: orchestrator, hive or worker."""
     return "orchestrator" if name == "orchestrator" else name.split("-")[0]
 
 
@@ -183,15 +189,21 @@ class LocalStack:
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         self.paused.discard(name)
+        self.save_state()
         return proc
 
-    def start(self, timeout: float = 30.0) -> "LocalStack":
-        """Spawn everything and wait until ready; on failure stop what started and raise StackError."""
+    def save_state(self) -> None:
+        """Mirror pids and ports to <workdir>/local-stack.json (what kill_leftovers reads)."""
+        data = {"pids": {n: p.pid for n, p in self.procs.items()}, "ports": self.ports}
+        (self.workdir / STATE_FILE).write_text(json.dumps(data))
+
+    def start(self, timeout: float = 30.0, cancel: threading.Event | None = None) -> "LocalStack":
+        """Spawn everything and wait until ready; on failure (or `cancel`) stop what started and raise."""
         self.started = True
         try:
             for name in self.names:
                 self.spawn(name)
-            self.wait_ready(timeout)
+            self.wait_ready(timeout, cancel=cancel)
         except BaseException:
             self.stop()
             raise
@@ -217,16 +229,20 @@ class LocalStack:
             return ["orchestrator"]
         return [w for w in wanted if states.get(w) != "ready"]
 
-    def wait_ready(self, timeout: float = 30.0, workers: list[str] | None = None) -> float:
-        """Until /ready is 200 and every (listed) worker is ready in /v1/workers; returns seconds waited."""
+    def wait_ready(self, timeout: float = 30.0, workers: list[str] | None = None,
+                   cancel: threading.Event | None = None) -> float:
+        """Until /ready is 200 and every (listed) worker is ready in /v1/workers; returns seconds waited
+        (KeyboardInterrupt when `cancel` is set first)."""
         t0 = time.monotonic()
         deadline = t0 + timeout
+        cancel = cancel or threading.Event()
         missing: list[str] = []
         while time.monotonic() < deadline:
             missing = self.not_ready(workers)
             if not missing:
                 return time.monotonic() - t0
-            time.sleep(0.05)
+            if cancel.wait(0.05):
+                raise KeyboardInterrupt
         raise StackError(self.diagnose(f"not ready within {timeout:.0f}s: {', '.join(missing)}", self.names))
 
     def diagnose(self, headline: str, names: list[str], lines: int = 8) -> str:
@@ -245,29 +261,46 @@ class LocalStack:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
 
-    def stop(self, grace: float = 5.0) -> list[str]:
-        """SIGCONT paused ones, SIGTERM every service, SIGKILL its process group after `grace`; returns names killed."""
-        for name in list(self.paused):
-            self._signal_group(self.procs[name], signal.SIGCONT)
-        self.paused.clear()
-        for proc in self.procs.values():
-            if proc.poll() is None:  # the service itself drains and stops its engine; the group is killed below
+    def _sigterm(self, names: list[str]) -> None:
+        """SIGCONT the paused ones among `names`, then SIGTERM each live one (it drains and stops its engine)."""
+        for name in names:
+            if name in self.paused:
+                self._signal_group(self.procs[name], signal.SIGCONT)
+                self.paused.discard(name)
+            if self.procs[name].poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+                    self.procs[name].send_signal(signal.SIGTERM)
+
+    def _end(self, name: str, deadline: float) -> bool:
+        """Wait for `name` until the deadline, then SIGKILL its process group (the group may still hold an
+        engine subprocess when the leader exited); True when it had to be killed."""
+        proc = self.procs[name]
+        try:
+            proc.wait(max(0.01, deadline - time.monotonic()))
+            late = False
+        except subprocess.TimeoutExpired:
+            late = True
+        self._signal_group(proc, signal.SIGCONT)
+        self._signal_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        self.paused.discard(name)
+        return late
+
+    def stop(self, grace: float = 5.0) -> list[str]:
+        """SIGTERM every service, SIGKILL its process group after `grace`; returns the names killed."""
+        self._sigterm(list(self.procs))
         deadline = time.monotonic() + grace
-        killed = []
-        for name, proc in self.procs.items():
-            try:
-                proc.wait(max(0.01, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                killed.append(name)
-            # the group may still hold children (engine subprocess) even when the leader exited
-            self._signal_group(proc, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+        killed = [name for name in list(self.procs) if self._end(name, deadline)]
         if self._own_dir and not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return killed
+
+    def terminate(self, name: str, grace: float = 10.0) -> bool:
+        """Stop one service: SIGTERM, SIGKILL its group after `grace` (at once with grace 0); True if killed."""
+        if grace > 0:
+            self._sigterm([name])
+        return self._end(name, time.monotonic() + grace)
 
     def __enter__(self) -> "LocalStack":
         return self if self.started else self.start()
@@ -276,9 +309,11 @@ class LocalStack:
         self.stop()
 
     # ---- faults ---------------------------------------------------------------------------------
-    def kill(self, name: str, sig: int = signal.SIGKILL, group: bool = False) -> float:
-        """Send `sig` to the process (or its whole group); returns the monotonic instant it was sent."""
+    def kill(self, name: str, sig: int | str = signal.SIGKILL, group: bool = False) -> float:
+        """Send `sig` (a number or a name like "SIGTERM") to the process (or its whole group); returns the
+        monotonic instant it was sent."""
         proc = self.procs[name]
+        sig = signal.Signals[sig] if isinstance(sig, str) else sig
         t = time.monotonic()
         if group:
             os.killpg(proc.pid, sig)
@@ -299,26 +334,49 @@ class LocalStack:
         self.paused.discard(name)
         return t
 
-    def restart(self, name: str, wait: bool = True, timeout: float = 15.0) -> None:
-        """Kill what is left of `name` (whole group) and start it again; optionally wait until it is ready."""
-        proc = self.procs[name]
-        self._signal_group(proc, signal.SIGCONT)
-        self._signal_group(proc, signal.SIGKILL)  # also the group's leftovers when the leader already died
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
+    def restart(self, name: str, wait: bool = True, timeout: float = 15.0, grace: float = 0.0) -> None:
+        """End `name` (terminate with `grace`; 0: SIGKILL the whole group at once) and start it again;
+        optionally wait until it is ready."""
+        self.terminate(name, grace)
         self.spawn(name)
         if wait:
             workers = [name] if kind_of(name) == "worker" else \
                 [w for w in self.worker_ids if self.hive_of(w) == name] if kind_of(name) == "hive" else None
             self.wait_ready(timeout, workers)
 
-    def events(self, topics: tuple[str, ...] = ("",)) -> EventTap:
-        return EventTap(self.events_url, topics, self.client_keys())
+    def events(self, topics: tuple[str, ...] = ("",), connect_timeout: float = 5.0) -> EventSubscriber:
+        """A started subscriber to the orchestrator's PUB socket (the caller stops it); StackError if it cannot connect."""
+        sub = EventSubscriber(self.events_url, topics, name="stack-events", curve=self.client_keys())
+        if not sub.start(connect_timeout).connected:
+            sub.stop()
+            raise StackError(self.diagnose(f"no handshake with the event PUB at {self.events_url} within "
+                                           f"{connect_timeout:.0f}s", ["orchestrator"]))
+        return sub
 
     def describe(self) -> dict:
         return {"api_url": self.api_url, "key": self.key, "keys": self.keys, "events_url": self.events_url,
                 "router_url": self.router_url, "workdir": str(self.workdir),
                 "services": {n: {"pid": p.pid, "kind": kind_of(n), **self.ports[n]} for n, p in self.procs.items()}}
+
+
+def kill_leftovers(workdir: str | Path) -> list[int]:
+    """SIGKILL the process groups recorded in <workdir>/local-stack.json that still run one of our service
+    modules (a reused pid is left alone); returns the pids killed."""
+    path = Path(workdir) / STATE_FILE
+    if not path.exists():
+        return []
+    import psutil
+    killed = []
+    for pid in json.loads(path.read_text()).get("pids", {}).values():
+        try:
+            if not any(m in " ".join(psutil.Process(pid).cmdline()) for m in MODULES.values()):
+                continue
+            os.killpg(pid, signal.SIGCONT)
+            os.killpg(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return killed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,25 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(args.hives, args.workers_per_hive, workdir=args.workdir, keep=args.keep)
     t0 = time.monotonic()
     try:
-        for name in stack.names:
-            stack.spawn(name)
-        deadline = t0 + args.timeout
-        missing: list[str] = ["start"]
-        while not stop.is_set() and time.monotonic() < deadline:
-            missing = stack.not_ready()
-            if not missing:
-                break
-            time.sleep(0.05)
-        if stop.is_set():
-            raise KeyboardInterrupt
-        if missing:
-            raise StackError(stack.diagnose(f"not ready within {args.timeout:.0f}s: {', '.join(missing)}", stack.names))
+        stack.start(args.timeout, cancel=stop)  # stops what started when it raises
     except StackError as exc:
         print(f"stack failed: {exc}", file=sys.stderr)
-        stack.stop()
         return 1
     except KeyboardInterrupt:
-        stack.stop()
         return 130
     print(f"apiary stack ready in {time.monotonic() - t0:.1f}s: {len(stack.hive_ids)} hives, "
           f"{len(stack.worker_ids)} workers")

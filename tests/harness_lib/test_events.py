@@ -1,10 +1,12 @@
-"""EventSubscriber against a local PUB: capture, wait_for with a naming message, gap detection."""
+"""EventSubscriber (services/stack_events.py, re-exported by harness.events) against a local PUB: capture,
+find/wait_for by mark or monotonic instant with a naming message, gap detection."""
 import time
 
 import pytest
 import zmq
 
-from harness.events import EventSubscriber, EventTimeout, find_gaps, in_order
+from harness import events as suite_events
+from services.stack_events import EventSubscriber, EventTimeout, find_gaps, in_order
 from services.protocol import encode_event
 
 
@@ -56,3 +58,28 @@ def test_topic_filter(pub):
 
 def test_seq_reset_is_not_a_gap():
     assert find_gaps([{"seq": 7}, {"seq": 8}, {"seq": 0}, {"seq": 1}]) == []
+
+
+def test_the_suite_and_the_launcher_share_one_subscriber():
+    assert suite_events.EventSubscriber is EventSubscriber and suite_events.EventTimeout is EventTimeout
+
+
+def test_find_and_wait_for_after_a_monotonic_instant(pub):
+    sock, url = pub
+    with EventSubscriber(url) as sub:
+        assert sub.connected
+        sock.send_multipart(encode_event("worker.lost", 1, {"worker_id": "w1"}))
+        first = sub.wait_for("worker.lost", timeout_s=3, worker_id="w1")
+        assert first["_received"] <= time.monotonic() and abs(first["_arrived"] - time.time()) < 5
+        cut = time.monotonic()
+        assert sub.find("worker.lost", after=cut) is None, "an event received before `after` was matched"
+        assert sub.find("worker.lost", worker_id="w1") is first
+        sock.send_multipart(encode_event("worker.lost", 2, {"worker_id": "w2"}))
+        late = sub.find("worker.lost", timeout_s=3, after=cut)
+        assert late is not None and late["seq"] == 2 and late["_received"] >= cut
+        assert [e["seq"] for e in sub.matching("worker.", after=cut)] == [2]
+        with pytest.raises(EventTimeout) as raised:
+            sub.wait_for("worker.lost", timeout_s=0.2, after=cut, worker_id="w1")
+        msg = str(raised.value)
+        assert "'worker.lost' with {'worker_id': 'w1'}" in msg and "got 0" in msg and "['worker.lost']" in msg
+        assert f"after t={cut:.3f}" in msg
