@@ -5,7 +5,8 @@
 64-bit integers as strings). Every call has a timeout (per socket operation) and raises an `EtcdError`
 naming the member URL and the request.  `RegisterWorkload` drives client threads doing random read, write
 and compare-and-set on a few keys, bounded in count and time, and records each op into a
-`harness.history.History` in the shape `harness.checkers.linearizable.check_register` reads:
+`harness.history.History` in the shape `harness.checkers.linearizable.check_register` reads (paced to
+`rate_per_s` ops a second over all threads when given, so a long soak keeps a steady, checkable load):
   invoke f=read|write|cas, value (write: the value; cas: [expected, new]; read: None), key=<etcd key>;
   completion ok|fail|info: ok read -> the value read (None: no such key); cas that did not match -> fail;
   a timeout, a connection error or an etcd 5xx -> info (the outcome is unknown); an etcd 4xx -> fail.
@@ -180,15 +181,16 @@ class RegisterWorkload:
     def __init__(self, members: Sequence[str], history: History | None = None, *, keys: Sequence[str] = ("r0", "r1", "r2"),
                  threads: int = 5, duration_s: float = 5.0, max_ops: int = 5000, seed: int = 0,
                  serializable: bool = False, mix: Sequence[tuple[str, float]] = DEFAULT_MIX,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, first_process: int = 0):
+                 timeout_s: float = DEFAULT_TIMEOUT_S, first_process: int = 0, rate_per_s: float | None = None):
         if not members:
             raise ValueError("RegisterWorkload needs at least one member URL")
-        if threads < 1 or duration_s <= 0 or max_ops < 1:
-            raise ValueError("threads, duration_s and max_ops must be positive")
+        if threads < 1 or duration_s <= 0 or max_ops < 1 or (rate_per_s is not None and rate_per_s <= 0):
+            raise ValueError("threads, duration_s, max_ops and rate_per_s (when given) must be positive")
         self.members, self.keys = list(members), list(keys)
         self.history = history if history is not None else History()
         self.threads, self.duration_s, self.max_ops = threads, duration_s, max_ops
         self.seed, self.serializable, self.timeout_s = seed, serializable, timeout_s
+        self.gap_s = threads / rate_per_s if rate_per_s else 0.0   # each thread's spacing of op starts
         self.first_process = first_process   # process ids start here: two workloads can share one history
         self.fs = [f for f, _ in mix]
         self.weights = [w for _, w in mix]
@@ -242,8 +244,10 @@ class RegisterWorkload:
         rng = random.Random(f"{self.seed}:{thread}")
         client = EtcdClient(self.members[thread % len(self.members)], self.timeout_s)
         process, n = self.first_process + thread, 0
+        due = time.monotonic() + self.gap_s * thread / self.threads   # paced threads start staggered
         try:
-            while time.monotonic() < deadline and self._claim():
+            while self._pace(due, deadline) and self._claim():
+                due = max(due + self.gap_s, time.monotonic())          # after a slow op: no catch-up burst
                 n += 1
                 outcome = self._one(client, rng, process, f"p{process}-{n}")
                 if outcome == "info":   # its op may still take effect: that process is gone (Jepsen's rule)
@@ -253,6 +257,13 @@ class RegisterWorkload:
                 self._errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             client.close()
+
+    def _pace(self, due: float, deadline: float) -> bool:
+        """Sleep until the thread's next op is due (unpaced: it is due now); False once the deadline has come."""
+        now = time.monotonic()
+        if now < due:
+            time.sleep(max(0.0, min(due, deadline) - now))   # the load's pacing, not a wait for a condition
+        return time.monotonic() < deadline
 
     def _one(self, client: EtcdClient, rng: random.Random, process: int, fresh: str) -> str:
         """Invoke, perform and complete one random op; return its completion type."""

@@ -70,7 +70,7 @@ def open_world(context: Any) -> KitWorld:
 def close_world(context: Any) -> None:
     """after_scenario: heal every fault still active; AssertionError naming what could not be undone."""
     world = getattr(context, "world", None)
-    if world is None or not world.faults:
+    if world is None or not world.active:
         return
     left = world.heal_all()
     if left:

@@ -208,3 +208,23 @@ def test_an_unknown_outcome_is_info_and_the_process_moves_on():
     assert all("no answer within 0.1 s" in op["error"] for op in done)
     invokes = [op for op in history.ops if op["type"] == "invoke"]
     assert len({op["process"] for op in invokes}) == len(invokes) == 4
+
+
+def test_a_paced_workload_keeps_its_rate_and_an_unpaced_one_does_not(gateway):
+    """rate_per_s spaces each thread's op starts by threads/rate s (on a fixed schedule: a late start is not
+    followed by a burst): 40 ops/s over 1.5 s is about 60 ops, where the same workload unpaced runs to its op
+    budget; a rate that is not positive is refused."""
+    url = url_of(gateway())
+    paced = RegisterWorkload([url], keys=["a"], threads=4, duration_s=1.5, max_ops=2000, seed=2, rate_per_s=40)
+    assert 50 <= paced.run()["ops"] <= 64
+    starts: dict[int, list[float]] = {}
+    for op in paced.history.ops:
+        if op["type"] == "invoke":
+            starts.setdefault(op["process"], []).append(op["time"])
+    gaps = sorted(b - a for times in starts.values() for a, b in zip(times, times[1:]))
+    median = gaps[len(gaps) // 2] if gaps else None
+    assert gaps and 0.09 <= median <= 0.12 and gaps[0] >= 0.05, f"a thread's op starts, not 4/40 s apart: {gaps}"
+    unpaced = RegisterWorkload([url], keys=["a"], threads=4, duration_s=1.5, max_ops=200, seed=2)
+    assert unpaced.run()["ops"] == 200
+    with pytest.raises(ValueError, match="rate_per_s"):
+        RegisterWorkload([url], rate_per_s=0)

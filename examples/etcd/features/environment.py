@@ -1,15 +1,16 @@
-"""behave hooks of the etcd example: the kit's hooks, one line each, over a ComposeStack of the example's
-compose file (its image built by ../build.sh first; cached after the first build)."""
+"""behave hooks of the etcd example: the kit's hooks, one line each, over the example's stack (../stack.py: the
+kit's ComposeStack with each member's client port pinned; its image built by ../build.sh first, cached after
+the first build)."""
 from pathlib import Path
 
+from examples.etcd.stack import EtcdStack
 from harness.behave import hooks
-from harness.stack.compose import ComposeStack
 
 EXAMPLE = Path(__file__).resolve().parents[1]
 
 
 def before_all(context):
-    hooks.install(context, lambda run_id: ComposeStack(run_id, EXAMPLE / "docker-compose.yml"), [str(EXAMPLE / "build.sh")])
+    hooks.install(context, EtcdStack, [str(EXAMPLE / "build.sh")])
 
 
 def before_scenario(context, scenario):

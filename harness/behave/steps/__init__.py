@@ -4,6 +4,6 @@
 
 Every step works over `context.world` (a harness.behave.world.KitWorld); "{name}" inside a quoted argument
 is replaced by the world's vars[name] (a suite's steps set them, e.g. {leader})."""
-from harness.behave.steps import checks, faults, health  # noqa: F401 - importing registers the steps
+from harness.behave.steps import checks, faults, health, schedule  # noqa: F401 - importing registers the steps
 
-__all__ = ["checks", "faults", "health"]
+__all__ = ["checks", "faults", "health", "schedule"]

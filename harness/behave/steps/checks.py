@@ -6,6 +6,7 @@ import json
 
 from behave import step
 
+from harness.behave.world import say
 from harness.checkers.linearizable import check_register
 
 CHECK_TIMEOUT_S = 30.0
@@ -13,8 +14,11 @@ CHECK_TIMEOUT_S = 30.0
 
 def verdict_of(context) -> dict:
     """check_register over the world's history, stored as world.verdict."""
-    context.world.verdict = check_register(context.world.history.ops, timeout_s=CHECK_TIMEOUT_S)
-    return context.world.verdict
+    verdict = context.world.verdict = check_register(context.world.history.ops, timeout_s=CHECK_TIMEOUT_S)
+    unknown = sum(k.get("unknown_outcome", 0) for k in verdict["per_key"].values())
+    say(f"[checker] check_register: {verdict['valid']} over {verdict['ops']} ops on {verdict['keys']} key(s) "
+        f"({unknown} of unknown outcome) in {verdict.get('seconds')} s")
+    return verdict
 
 
 def summary(verdict: dict) -> str:

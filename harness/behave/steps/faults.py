@@ -41,4 +41,4 @@ def every_fault_healed(context):
     """Then every fault was healed"""
     w = context.world
     assert w.left is not None, "no step healed the faults (When every fault is healed)"
-    assert w.left == [] and not w.faults, f"could not undo {w.left}; still active {w.faults}"
+    assert w.left == [] and not w.active, f"could not undo {w.left}; still active {w.active}"

@@ -97,27 +97,36 @@ def register_keys(context, keys):
     context.world.vars["keys"] = [k.strip() for k in keys.split(",") if k.strip()]
 
 
-def workload(context, n: int, members: str, seconds: float, mode: str) -> RegisterWorkload:
-    """A RegisterWorkload over the members, recording into the world's history (its own process ids)."""
+def workload(context, n: int, members: str, seconds: float, mode: str, rate: float | None = None) -> RegisterWorkload:
+    """A RegisterWorkload over the members, recording into the world's history (its own process ids); paced
+    to `rate` ops a second when given (then its op budget is what that rate makes over its length)."""
     w = context.world
     modes = {"linearizable": (False, None), "serializable": (True, None), "only serializable": (True, (("read", 1.0),))}
     assert mode in modes, f"reads must be one of {sorted(modes)}, not {mode!r}"
     serializable, mix = modes[mode]
     runs = w.vars.setdefault("_workloads", [])
     extra = {"mix": mix} if mix else {}
+    max_ops = 4000 if rate is None else int(rate * seconds) + n
     return RegisterWorkload([client(w, s).base_url for s in names(w, members)], w.history,
                             keys=w.vars.get("keys", ("r0", "r1", "r2")), threads=n, duration_s=seconds,
-                            max_ops=4000, seed=SEED + len(runs), serializable=serializable,
-                            first_process=1000 * (len(runs) + 1), **extra)
+                            max_ops=max_ops, seed=SEED + len(runs), serializable=serializable,
+                            first_process=1000 * (len(runs) + 1), rate_per_s=rate, **extra)
 
 
 @step('{n:d} clients start the register workload on "{members}" for {seconds:g} seconds with {mode} reads')
-def start_workload(context, n, members, seconds, mode):
+def start_workload(context, n, members, seconds, mode, rate=None):
     """When 6 clients start the register workload on "{members}" for 6 seconds with linearizable reads"""
-    work = workload(context, n, members, seconds, mode)
+    work = workload(context, n, members, seconds, mode, rate)
     pool = futures.ThreadPoolExecutor(1, thread_name_prefix="etcd-workload")
     context.world.vars["_workloads"].append((work, pool.submit(work.run)))
     pool.shutdown(wait=False)
+
+
+@step('{n:d} clients start the register workload on "{members}" for {seconds:g} seconds with {mode} reads at '
+      '{rate:g} ops a second')
+def start_paced_workload(context, n, members, seconds, mode, rate):
+    """When 5 clients start the register workload on "{members}" for 37 s with linearizable reads at 100 ops a second"""
+    start_workload(context, n, members, seconds, mode, rate)
 
 
 @step("every register workload has finished within {seconds:g} seconds")
