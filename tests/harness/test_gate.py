@@ -8,6 +8,10 @@ import pytest
 from harness.gate import DEFAULT_GATE, GateError, apply_gate, load_gate, validate
 from tests.harness.test_report import summary_of
 
+# Runs the runner over local processes: never beside another such file under xdist (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("runner-local")
+
+
 def test_gate_holds_when_everything_passed(tmp_path):
     s = summary_of(tmp_path, [("a", ["p0"], "passed")])
     assert apply_gate(s, DEFAULT_GATE)["passed"]

@@ -3,7 +3,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from harness.local import kill_leftovers
+
+# Runs the runner over local processes: never beside another such file under xdist (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("runner-local")
 
 ROOT = Path(__file__).resolve().parents[2]
 
