@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness.behave import hooks
+from harness.behave import schedule as kit_schedule
 from harness.behave.steps import faults, schedule
 from harness.behave.world import KitWorld
 from harness.history import History
@@ -137,19 +138,19 @@ def test_a_fault_the_player_could_not_undo_stays_active_and_fails_the_heal_check
 
 
 def test_the_seed_is_the_runs_and_a_bad_one_is_refused(monkeypatch):
-    monkeypatch.setenv(schedule.SEED_ENV, "1234")
-    assert schedule.run_seed() == 1234
-    monkeypatch.setenv(schedule.SEED_ENV, "twelve")
+    monkeypatch.setenv(kit_schedule.SEED_ENV, "1234")
+    assert kit_schedule.run_seed() == 1234
+    monkeypatch.setenv(kit_schedule.SEED_ENV, "twelve")
     with pytest.raises(AssertionError, match="APIARY_SEED must be an integer seed, not 'twelve'"):
-        schedule.run_seed()
-    monkeypatch.delenv(schedule.SEED_ENV)
-    assert schedule.run_seed() > 0
+        kit_schedule.run_seed()
+    monkeypatch.delenv(kit_schedule.SEED_ENV)
+    assert kit_schedule.run_seed() > 0
 
 
 def test_profiles_are_names_or_files_beside_the_compose_file(ctx, kinds, tmp_path):
-    assert schedule.profile_path(ctx.stack, "ci") == "ci"
-    assert schedule.profile_path(ctx.stack, "soak.yml") == str(tmp_path / "soak.yml")
-    assert schedule.profile_path(ctx.stack, "/abs/p.yml") == "/abs/p.yml"
+    assert kit_schedule.profile_path(ctx.stack, "ci") == "ci"
+    assert kit_schedule.profile_path(ctx.stack, "soak.yml") == str(tmp_path / "soak.yml")
+    assert kit_schedule.profile_path(ctx.stack, "/abs/p.yml") == "/abs/p.yml"
     with pytest.raises(AssertionError, match="no schedule from profile 'missing.yml'.*cannot read profile"):
         schedule.play_given_seed(ctx, "missing.yml", 1.0, 7)
     (tmp_path / "bad.yml").write_text(PROFILE.replace("pause:", "freeze:"))

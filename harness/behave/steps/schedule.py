@@ -1,95 +1,23 @@
-"""Generic soak steps: the kit's generator draws a seeded fault schedule from a profile, the kit's player plays
-it against the stack into the world's history (while a suite's workload runs), and the Then proves it played.
-
-The seed is the run's ($APIARY_SEED, the runner's --seed; a fresh one without it), or one the step names. The
-seed, the profile and the length give the schedule byte for byte (harness/nemesis/generator.py); the step
-prints them with the schedule, so a failed soak is replayed with `--seed N`. A profile is a name under
-harness/nemesis/profiles/ or a YAML file, a relative path read beside the stack's compose file."""
-from __future__ import annotations
-
-import os
-import secrets
-from collections import Counter
-from pathlib import Path
-
+"""Generic soak steps over harness/behave/schedule.py: play the generator's seeded fault schedule against the
+stack (while a suite's workload runs), then prove it played."""
 from behave import step
 
-from harness.behave.world import say
-from harness.nemesis.generator import generate, load_profile
-
-SEED_ENV = "APIARY_SEED"   # the runner's --seed (harness/settings.py writes it for the behave process)
-PLAY_SLACK_S = 30.0        # the player's deadline past the soak's length: every fault is healed by then
-
-
-def run_seed() -> int:
-    """The run's seed ($APIARY_SEED), else a fresh random one (printed with the schedule either way)."""
-    text = os.environ.get(SEED_ENV, "").strip()
-    try:
-        seed = int(text or 0)
-    except ValueError:
-        raise AssertionError(f"${SEED_ENV} must be an integer seed, not {text!r}") from None
-    return seed or secrets.randbelow(2**31) + 1
-
-
-def profile_path(stack, name: str) -> str:
-    """A profile name as is; a relative YAML path resolved beside the stack's compose file (else the cwd)."""
-    path = Path(name)
-    if ("/" not in name and path.suffix not in (".yml", ".yaml")) or path.is_absolute():
-        return name
-    base = getattr(stack, "compose_file", None)
-    return str(Path(base).parent / path if base else path.resolve())
-
-
-def brief(rows: list[dict]) -> list[dict]:
-    """The fields of played faults an assertion message names."""
-    return [{k: r.get(k) for k in ("index", "kind", "target", "reason", "error", "evidence")} for r in rows]
-
-
-def play_seeded(context, profile: str, seconds: float, seed: int) -> None:
-    """Draw the schedule (seed, profile, length), print it with its seed, and play it into the world."""
-    w = context.world
-    path = profile_path(w.stack, profile)
-    try:
-        prof = load_profile(path)
-        schedule = generate(seed, prof, seconds)
-    except ValueError as exc:
-        raise AssertionError(f"no schedule from profile {profile!r}: {exc}") from None
-    meta = {"seed": seed, "profile": path, "duration_s": seconds, "faults": len(schedule)}
-    kinds = ", ".join(f"{n} {k}" for k, n in sorted(Counter(i["kind"] for i in schedule).items()))
-    say(f"[schedule] seed {seed}, profile {path}: {len(schedule)} faults over {seconds:g} s ({kinds or 'none'}); "
-        f"replay it with --seed {seed}")
-    for item in schedule:
-        say(f"[schedule]   {item['start_s']:7.3f} s +{item['duration_s']:g} s  {item['kind']} {item['target']} "
-            f"{item['params'] or ''}")
-    w.play(schedule, meta, deadline_s=seconds + PLAY_SLACK_S)
-    done = Counter(r["status"] for r in w.played)
-    say(f"[schedule] seed {seed}: played {dict(done)}, verified {sum(bool(r['verified']) for r in w.played)}")
+from harness.behave.schedule import check_played, play_seeded
 
 
 @step('the generator\'s fault schedule from "{profile}" plays for {seconds:g} seconds with the run\'s seed')
 def play_run_seed(context, profile, seconds):
     """When the generator's fault schedule from "soak-profile.yml" plays for 36 seconds with the run's seed"""
-    play_seeded(context, profile, seconds, run_seed())
+    play_seeded(context.world, profile, seconds)
 
 
 @step('the generator\'s fault schedule from "{profile}" plays for {seconds:g} seconds with seed {seed:d}')
 def play_given_seed(context, profile, seconds, seed):
     """When the generator's fault schedule from "soak-profile.yml" plays for 36 seconds with seed 7"""
-    play_seeded(context, profile, seconds, seed)
+    play_seeded(context.world, profile, seconds, seed)
 
 
 @step("the schedule played at least {n:d} faults, each proved in effect")
 def schedule_played(context, n):
     """Then the schedule played at least 4 faults, each proved in effect"""
-    w = context.world
-    assert w.played is not None, "no schedule was played (When the generator's fault schedule ... plays ...)"
-    seed = f"seed {w.schedule_meta.get('seed')} (profile {w.schedule_meta.get('profile')})"
-    failed = [r for r in w.played if r["status"] == "failed"]
-    unverified = [r for r in w.played if r["status"] == "applied" and not r["verified"]]
-    cut_short = [r for r in w.played if r["status"] == "skipped" and r["reason"] != "target busy"]
-    assert not failed, f"{seed}: {len(failed)} fault(s) could not be applied: {brief(failed)}"
-    assert not unverified, f"{seed}: {len(unverified)} fault(s) did not prove they took effect: {brief(unverified)}"
-    assert not cut_short, f"{seed}: the schedule did not play to its end: {brief(cut_short)}"
-    verified = sum(r["status"] == "applied" for r in w.played)
-    assert verified >= n, (f"{seed}: {verified} of {len(w.played)} scheduled faults played and proved in effect, "
-                           f"fewer than {n} (the rest skipped: their target was busy)")
+    check_played(context.world, n)
