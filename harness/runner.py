@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"ERROR: the gate policy cannot be used: {exc}")
         say(f"Exit code {EXIT_ENV}")
         return EXIT_ENV
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}   # restored on return
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     from harness import report
@@ -394,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                 code = code or EXIT_ENV
         report.point_latest(report_dir, run_dir)
         reaper.release(keep=bool(args.keep_up))
+        for sig, handler in previous.items():   # an in-process caller (a test) gets its own dispositions back
+            signal.signal(sig, handler)
     say(f"Exit code {code}")
     return code
 

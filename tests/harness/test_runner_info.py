@@ -59,3 +59,24 @@ def test_an_unexpected_runner_error_exits_2_with_a_summary_and_a_page_naming_it(
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["environment_error"] == "runner failed" and "backend probe exploded" in summary["detail"]
     assert "backend probe exploded" in (run_dir / "index.html").read_text()
+
+
+def test_an_in_process_run_gives_the_caller_its_signal_dispositions_back(tmp_path, monkeypatch):
+    """runner.main ignores SIGINT/SIGTERM while it tears down; a caller's own handlers are back afterwards
+    (a leaked SIG_IGN is inherited by every process the caller starts later: a shell then outlives SIGTERM)."""
+    import signal
+    from harness import runner
+
+    def mine(signum, frame):
+        raise AssertionError("not expected to run")
+
+    def broken(args, meta):
+        raise RuntimeError("backend probe exploded")
+    monkeypatch.setattr(runner, "choose_backend", broken)
+    before = {sig: signal.signal(sig, mine) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert runner.main(["--tags", "@smoke", "--report-dir", str(tmp_path), "--no-build"]) == 2
+        assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
