@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from harness.wait import wait_until
 from services.stack import STATE_FILE, LocalStack, kill_leftovers
 
 
@@ -49,12 +50,12 @@ def wait_group(pgid: int, want: int, timeout_s: float = 5.0) -> list[psutil.Proc
 
 
 def wait_states(pgid: int, ok, what: str, timeout_s: float = 5.0) -> None:
-    """Wait until the group's two live members' states satisfy `ok`; AssertionError naming what was seen."""
-    deadline = time.monotonic() + timeout_s
-    while not ok(states := {_status(p) for p in wait_group(pgid, 2)}):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"process group {pgid}: not {what} within {timeout_s} s: {states}")
-        time.sleep(0.02)
+    """Wait until the group's two live members' states satisfy `ok`; WaitTimeout naming what was seen."""
+    def check() -> bool:
+        states = {_status(p) for p in wait_group(pgid, 2)}
+        assert ok(states), f"states {states}"
+        return True
+    wait_until(check, timeout_s, err_msg=f"process group {pgid}: not {what}", scale=False)
 
 
 def _status(p: psutil.Process) -> str | None:
