@@ -247,7 +247,7 @@ class RegisterWorkload:
         due = time.monotonic() + self.gap_s * thread / self.threads   # paced threads start staggered
         try:
             while self._pace(due, deadline) and self._claim():
-                due = max(due + self.gap_s, time.monotonic())          # after a slow op: no catch-up burst
+                due = max(due, time.monotonic()) + self.gap_s          # a late start: no catch-up burst
                 n += 1
                 outcome = self._one(client, rng, process, f"p{process}-{n}")
                 if outcome == "info":   # its op may still take effect: that process is gone (Jepsen's rule)
