@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.deadline import stop_group, wait_with_deadline
 from harness.errors import EnvironmentSetupError
+from harness.run_stack import print_keep_up, say, start_cluster, teardown
 from harness.settings import Settings, open_cluster  # noqa: F401 (re-exported)
 from harness.options import EXIT_ENV, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, HELP, parse_args  # noqa: F401 (re-exported)
 
@@ -30,10 +31,6 @@ def on_signal(signum, _frame):
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # teardown must finish: ignore further signals
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted(signal.Signals(signum).name)
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def choose_backend(args, meta: dict) -> str:
@@ -210,56 +207,14 @@ def finish_report(args, settings: Settings, run_dir: Path, meta: dict, behave_rc
     return code
 
 
-def teardown(settings: Settings, cluster, run_dir: Path) -> bool:
-    """Remove everything of the run (compose down -v, label sweep, <run_dir>/secrets / kill local
-    leftovers); True when clean."""
-    if settings.backend == "local":
-        from harness.local import kill_leftovers
-        killed = kill_leftovers(run_dir / "local")
-        if killed:
-            say(f"Killed {len(killed)} leftover local service process(es)")
-        return True
-    from harness.cluster import Cluster, docker_client
-    from harness.secrets import remove_run_secrets, secrets_dir
-    from harness.sweep import leftovers, sweep
-    start = time.monotonic()
-    left: dict = {}
-    failures: list[str] = []
-    try:
-        client = cluster.client if cluster is not None else docker_client()
-        if cluster is None and settings.compose_file:
-            from harness.stack.compose import ComposeStack
-            cluster = ComposeStack(settings.run_id, settings.compose_file, client=client)
-        cluster = cluster or Cluster(settings.run_id, client=client, run_dir=run_dir)
-        failures = cluster.down()
-        left = leftovers(client, settings.run_id)
-        if any(left.values()):
-            failures += sweep(client, settings.run_id, cluster.project)
-            left = leftovers(client, settings.run_id)
-    finally:
-        if not remove_run_secrets(run_dir):      # the keys go whatever else failed
-            left = {**left, "secrets": [str(secrets_dir(run_dir))]}
-    clean = not any(left.values())
-    say(f"Teardown {'complete' if clean else 'INCOMPLETE'} in {time.monotonic() - start:.1f}s"
-        + ("" if clean else f": still present {left} {failures}"))
-    return clean
-
-
-def print_keep_up(settings: Settings, cluster, run_dir: Path) -> None:
-    if settings.backend == "local":
-        state = json.loads((run_dir / "local" / "local-stack.json").read_text()) if (run_dir / "local" / "local-stack.json").exists() else {}
-        pids = " ".join(str(p) for p in state.get("pids", {}).values())
-        say(f"--keep-up: local services still running (ports {state.get('ports')}).\n  Remove: kill {pids}")
-        return
-    say(f"--keep-up: the stack stays up (project {cluster.project}).\n"
-        f"  API:     {cluster.api_url}   (admin key: {cluster.api_keys.get('admin')})\n"
-        f"  events:  {cluster.events_url}   router: {cluster.router_url}\n"
-        f"  ps:      {' '.join(cluster.compose_cmd)} -p {cluster.project} -f docker-compose.integration.yml ps\n"
-        f"  a fault: docker network disconnect {cluster.network_name('control')} $(docker ps -qf label=com.docker.compose.project={cluster.project} -f label=com.docker.compose.service=hive-a)\n"
-        f"  remove:  {' '.join(cluster.compose_cmd)} -p {cluster.project} -f docker-compose.integration.yml down -v --remove-orphans; "
-        f"rm -rf {run_dir / 'secrets'}   (the run's keys)\n"
-        f"           (safety net: docker rm -f $(docker ps -aq -f label=io.apiary.run={settings.run_id}); "
-        f"docker network prune -f --filter label=io.apiary.run={settings.run_id}; docker volume prune -f --filter label=io.apiary.run={settings.run_id})")
+def write_failure(run_dir: Path, meta: dict, code: int, what: str, detail: str, index: bool = True) -> int:
+    """summary.json (and index.html) of a run that ended before its report: what failed and why; returns code."""
+    from harness import report
+    summary = {**meta, "exit_code": code, "environment_error": what, "detail": detail}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if index:
+        report.write_index(run_dir, json.loads((run_dir / "summary.json").read_text()))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,15 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 from harness.cluster import Cluster
                 meta["images"] = build_images(run_dir, args.build)
                 cluster = Cluster(run_id, image_tag=os.environ.get("APIARY_IMAGE_TAG", "local"), run_dir=run_dir)
-                meta["compose"] = " ".join(cluster.compose_cmd)
-                say(f"Starting the stack (project {cluster.project}, {meta['compose']})...")
-                timings["up_s"] = round(cluster.up(120 * args.timeout_multiplier), 2)
-                try:
-                    cluster.wait_ready(30)
-                except AssertionError as exc:
-                    raise EnvironmentSetupError("cluster not ready", f"{exc}\n{cluster.diagnose('state:')}") from None
-                (run_dir / "stack.json").write_text(json.dumps(cluster.describe(), indent=1))  # before the line tools wait for
-                say(f"Stack healthy in {timings['up_s']:.1f}s; API {cluster.api_url}")
+                start_cluster(cluster, args, run_dir, meta, timings)
             meta["timings"] = timings
             if args.chaos:
                 if settings.backend != "docker":
@@ -355,25 +302,19 @@ def main(argv: list[str] | None = None) -> int:
     except EnvironmentSetupError as exc:
         say(f"ERROR: environment could not be set up: {exc.what}\n{exc.detail}")
         (run_dir / "env-error.json").write_text(json.dumps({"what": exc.what, "detail": exc.detail}))
-        (run_dir / "summary.json").write_text(json.dumps({**meta, "exit_code": EXIT_ENV, "environment_error": exc.what,
-                                                           "detail": exc.detail}, indent=1, default=str))
-        report.write_index(run_dir, json.loads((run_dir / "summary.json").read_text()))   # names the env failure
-        code = EXIT_ENV
+        code = write_failure(run_dir, meta, EXIT_ENV, exc.what, exc.detail)    # index.html names the env failure
     except Interrupted as exc:
         say(f"Interrupted by {exc}: tearing down.")
         code = 130 if str(exc) == "SIGINT" else 143
         if not (run_dir / "summary.json").exists():   # a matrix job's merge names it instead of missing it
-            (run_dir / "summary.json").write_text(json.dumps({**meta, "exit_code": code, "environment_error":
-                                                              f"interrupted by {exc}", "detail": "the run was stopped "
-                                                              "before it finished"}, indent=1, default=str))
+            write_failure(run_dir, meta, code, f"interrupted by {exc}", "the run was stopped before it finished",
+                          index=False)
     except Exception as exc:  # noqa: BLE001 - the runner never exits 0 on an unexpected error
         import traceback
         traceback.print_exc()
         say(f"ERROR: runner failed: {exc!r}")
         try:   # the catch-all failure gets its summary and index.html too, naming what failed
-            (run_dir / "summary.json").write_text(json.dumps({**meta, "exit_code": EXIT_ENV, "environment_error":
-                                                              "runner failed", "detail": repr(exc)[:2000]}, indent=1, default=str))
-            report.write_index(run_dir, json.loads((run_dir / "summary.json").read_text()))
+            write_failure(run_dir, meta, EXIT_ENV, "runner failed", repr(exc)[:2000])
         except Exception as write_exc:  # noqa: BLE001 - the exit code is what matters; say why there is no page
             say(f"(no index.html: {write_exc!r})")
         code = EXIT_ENV

@@ -147,14 +147,15 @@ def write_missing_summary(child: Child, meta: dict, engine_ok: bool) -> None:
     path.write_text(json.dumps(summary, indent=1, default=str))
 
 
-def check_engines_clean(children: list[Child], say) -> list[str]:
-    """Sweep what any child left on an engine that still answers; returns what could not be removed."""
+def check_engines_clean(children: list[Child], say, up: dict[str | None, bool]) -> list[str]:
+    """Sweep what any child left on an engine that still answers (up: engine URL -> alive, asked once each);
+    returns what could not be removed."""
     from harness import engines
     from harness.sweep import sweep
     left: list[str] = []
     for child in children:
         url = resolve(child.url)
-        if not engines.alive(url):
+        if not up[url]:
             continue                            # a dead engine holds nothing that runs; it is reported
         found = engines.leftovers_on(url, child.run_id)
         if any(found.values()):
@@ -201,11 +202,11 @@ def run_shards(args, items: list, run_id: str, run_dir: Path, meta: dict, say) -
         meta["shard_runs"] = [{"index": c.index, "engine": c.url, "run_id": c.run_id, "exit_code": c.rc,
                                "wall_s": round((c.ended or time.monotonic()) - c.started, 1)} for c in children]
     from harness import engines
+    up = {url: engines.alive(url) for url in {resolve(c.url) for c in children}}   # one ping per engine
     for child in children:
-        url = resolve(child.url)
         write_missing_summary(child, json.loads((shards_dir / f"shard-{child.index}.json").read_text()),
-                              engines.alive(url))
-    left = check_engines_clean(children, say)
+                              up[resolve(child.url)])
+    left = check_engines_clean(children, say, up)
     summary = merge_reports.merge_runs([c.dir for c in children], run_dir, args.policy, meta=meta)
     code = summary["exit_code"]
     if left:
