@@ -108,7 +108,7 @@ class TwinProbed(Degraded):
         if self.params["toxicity"] < 1:
             return True, {"skipped": "toxicity < 1: a probe link may draw no toxic"}
         s = self.steering
-        held, evidence = self.twin_probe(s.sockets.make, s.src_ip, s.twin.listen)
+        held, evidence = self.twin_probe(s.sockets.make, s.bind_ip, s.twin.listen)
         return held, {**evidence, "via": s.twin.listen}
 
     @abc.abstractmethod

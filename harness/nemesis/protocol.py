@@ -230,7 +230,7 @@ def parse_target(stack: Any, target: str) -> tuple[str, str | None]:
 
 
 def live_networks(stack: Any, service: str) -> dict[str, dict]:
-    """Short network name -> {ip, aliases} of the service's current attachments (one inspect)."""
+    """Short network name -> {ip, aliases, gateway} of the service's current attachments (one inspect)."""
     full_to_short = {}
     for short in topology_of(stack).networks:
         try:
@@ -238,7 +238,8 @@ def live_networks(stack: Any, service: str) -> dict[str, dict]:
         except Exception:  # noqa: BLE001 - a backend without that network
             continue
     raw = (stack.inspect(service) or {}).get("networks") or {}
-    return {full_to_short.get(name, name): {"ip": (meta or {}).get("ip"), "aliases": (meta or {}).get("aliases") or []}
+    return {full_to_short.get(name, name): {"ip": (meta or {}).get("ip"), "aliases": (meta or {}).get("aliases") or [],
+                                            "gateway": (meta or {}).get("gateway")}
             for name, meta in raw.items()}
 
 

@@ -15,6 +15,13 @@ its hive) makes to the other's (dst's) listening port. Steering it:
 Unsteering deletes the DNAT rule and releases the proxy's links: src's side is reset (it reconnects
 directly), dst's side is held open and silent for HANDOVER_S so dst hands over again first.
 A message dst sends in the ~0.1 s between the kill and the reconnect is lost with the old connection.
+
+Where the harness cannot enter a namespace (not root on the Docker host, or probes.enabled False) the
+proxies run in the harness's own namespace instead, on the host's end of the shared bridge (the network's
+gateway address): the DNAT rule sends src's connection there, the proxy connects to dst across the bridge
+(no mark needed: its sockets are not in src's OUTPUT chain), the sink listens on the gateway too, and
+the greeting probes go to the proxy's listener. Only the rules and `ss -K` need the container, by docker
+exec as before. `via` says which ("netns" or "host").
 """
 from __future__ import annotations
 
@@ -53,6 +60,15 @@ def server() -> ToxiServer:
         return _server
 
 
+def stop_server() -> None:
+    """Stop the harness's ToxiServer if it runs (a later server() starts a new one); its proxies go with it."""
+    global _server
+    with _lock:
+        if _server is not None:
+            _server.stop()
+            _server = None
+
+
 def api_url() -> str:
     srv = server()
     return f"http://127.0.0.1:{srv.api.sockets[0].getsockname()[1]}" if srv.api else ""
@@ -64,10 +80,10 @@ class NetnsSockets:
     def __init__(self, pid: int):
         self.requests: queue.Queue = queue.Queue()
         ready: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: in_netns(pid, lambda: self._serve(ready), 1e9), daemon=True,
+        threading.Thread(target=lambda: in_netns(pid, lambda: self._serve(ready), 1e9) or ready.put(False), daemon=True,
                          name=f"netns-sockets-{pid}").start()
         try:
-            ok = ready.get(timeout=3)
+            ok = ready.get(timeout=3)      # False at once when the namespace cannot be entered
         except queue.Empty:
             ok = False
         if not ok:
@@ -95,6 +111,34 @@ class NetnsSockets:
 
     def close(self) -> None:
         self.requests.put(None)
+
+
+class HostSockets:
+    """Plain TCP sockets in the harness's own namespace (the fallback when it cannot enter a container's)."""
+
+    @staticmethod
+    def make() -> socket.socket:
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    def close(self) -> None:
+        """Nothing to stop: there is no namespace thread."""
+
+
+def host_end(gateway: str | None, target: str, net: str) -> str:
+    """The harness's own address on a bridge (its gateway), checked bindable here; NemesisError otherwise."""
+    if not gateway:
+        raise NemesisError(f"{target}: the harness cannot enter the containers' namespaces and {net} has no gateway "
+                           "address to run the proxy on (run the harness as root on the Docker host)")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind((gateway, 0))
+    except OSError as exc:
+        raise NemesisError(f"{target}: the harness cannot enter the containers' namespaces, and {net}'s gateway "
+                           f"{gateway} is not an address of this host ({exc.strerror}): the engine is not local; "
+                           "run the harness as root on the Docker host") from exc
+    finally:
+        probe.close()
+    return gateway
 
 
 def greeting_times(sock_of: Callable[[], socket.socket], src_ip: str, ip: str, port: int,
@@ -251,8 +295,17 @@ class Steering:
         pid, dst_pid = container_pid(stack, self.src), container_pid(stack, self.dst)
         if not pid or not dst_pid:
             raise NemesisError(f"{target}: no host PID for {self.src} or {self.dst} (not running?)")
-        self.sockets = NetnsSockets(pid)
-        self.dst_sockets = NetnsSockets(dst_pid)
+        try:
+            self.sockets: NetnsSockets | HostSockets = NetnsSockets(pid)
+        except NemesisError:
+            self.sockets = None                                     # type: ignore[assignment]
+        if self.sockets is not None:
+            self.via, self.bind_ip, self.sink_ip, self.mark = "netns", self.src_ip, self.dst_ip, MARK
+            self.dst_sockets: NetnsSockets | HostSockets = NetnsSockets(dst_pid)
+        else:
+            gateway = host_end((nets[self.src].get(common[0]) or {}).get("gateway"), target, common[0])
+            self.via, self.bind_ip, self.sink_ip, self.mark = "host", gateway, gateway, None
+            self.sockets, self.dst_sockets = HostSockets(), HostSockets()
         self.tag = new_tag()
         self.name = f"{getattr(stack, 'project', 'stack')}:{target}:{self.tag}"
         self.proxy: Any = None
@@ -269,12 +322,13 @@ class Steering:
         until it carries traffic; NemesisError (after undoing what was done) on failure."""
         srv = server()
         try:
-            self.baseline = measure_greeting(self.sockets.make, self.src_ip, self.dst_ip, self.port, 2.0)
-            self.proxy = srv.call(srv.create({"name": self.name, "listen": f"{self.src_ip}:0",
-                                              "upstream": f"{self.dst_ip}:{self.port}"}, sockets=self.sockets.make, mark=MARK))
-            self.sink = Sink(self.dst_sockets.make(), self.dst_ip)
-            self.twin = srv.call(srv.create({"name": self.name + ":twin", "listen": f"{self.src_ip}:0",
-                                             "upstream": self.sink.addr}, sockets=self.sockets.make, mark=MARK))
+            self.baseline = measure_greeting(self.sockets.make, self.bind_ip, self.dst_ip, self.port, 2.0)
+            self.proxy = srv.call(srv.create({"name": self.name, "listen": f"{self.bind_ip}:0",
+                                              "upstream": f"{self.dst_ip}:{self.port}"}, sockets=self.sockets.make,
+                                             mark=self.mark))
+            self.sink = Sink(self.dst_sockets.make(), self.sink_ip)
+            self.twin = srv.call(srv.create({"name": self.name + ":twin", "listen": f"{self.bind_ip}:0",
+                                             "upstream": self.sink.addr}, sockets=self.sockets.make, mark=self.mark))
             self.rule = (f"-p tcp -d {self.dst_ip} --dport {self.port} -m mark ! --mark {MARK} -m comment --comment "
                          f"{self.tag} -j DNAT --to-destination {self.proxy.listen}")
             self.rst_rule = (f"-p tcp -d {self.dst_ip} --dport {self.port} --tcp-flags RST RST -m comment --comment "
@@ -294,7 +348,8 @@ class Steering:
             if isinstance(exc, NemesisError):
                 raise
             raise NemesisError(f"{self.target}: steering failed: {exc!r}") from exc
-        self.evidence = {"proxy": self.name, "listen": self.proxy.listen, "api": api_url(), "rule": {self.src: self.rule},
+        self.evidence = {"proxy": self.name, "listen": self.proxy.listen, "via": self.via, "api": api_url(),
+                         "rule": {self.src: self.rule},
                          "steered_s": round(time.monotonic() - t0, 3), "settled": settled, "links": links,
                          "baseline": self.baseline}
         return self
@@ -368,10 +423,12 @@ class Steering:
         return any(min(lk["bytes"].values(), default=0) >= SETTLED_BYTES for lk in links), links
 
     def greeting(self, timeout_s: float) -> dict | None:
-        return measure_greeting(self.sockets.make, self.src_ip, self.dst_ip, self.port, timeout_s)
+        """The greeting probe across the steered link: through src's DNAT rule (netns), or to the proxy (host)."""
+        ip, port = (self.dst_ip, self.port) if self.via == "netns" else self.proxy.listen.rsplit(":", 1)
+        return measure_greeting(self.sockets.make, self.bind_ip, ip, int(port), timeout_s)
 
     def rate(self, stream: str, size: int, timeout_s: float) -> float | None:
-        return transfer_rate(self.sockets.make, self.src_ip, self.twin.listen, stream, size, timeout_s)
+        return transfer_rate(self.sockets.make, self.bind_ip, self.twin.listen, stream, size, timeout_s)
 
 
 def steered(stack: Any, target: str) -> Steering | None:

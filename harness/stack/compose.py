@@ -198,7 +198,8 @@ class ComposeStack(HealthWaits):
                 "oom_killed": state.get("OOMKilled"), "restart_count": attrs.get("RestartCount", 0),
                 "started_at": state.get("StartedAt"), "finished_at": state.get("FinishedAt"),
                 "health": (state.get("Health") or {}).get("Status"), "error": state.get("Error"),
-                "networks": {n: {"ip": v.get("IPAddress"), "aliases": v.get("Aliases") or []} for n, v in nets.items()}}
+                "networks": {n: {"ip": v.get("IPAddress"), "aliases": v.get("Aliases") or [], "gateway": v.get("Gateway")}
+                             for n, v in nets.items()}}
 
     def host_port(self, service: str, port: int) -> int:
         """The 127.0.0.1 host port published for a container port (cached until the container restarts)."""
