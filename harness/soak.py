@@ -52,12 +52,10 @@ def schedule_revision(revision: str) -> str:
 
 def make_schedule(spec: SoakSpec, revision: str) -> tuple[list[dict], dict]:
     """The schedule to play (generated from seed + profile + revision, or the replayed one) and its meta."""
-    from harness.nemesis.generator import generate, load_profile
-    profile = load_profile(spec.profile)
-    schedule = spec.schedule if spec.schedule is not None else generate(spec.seed, profile, spec.duration_s, revision)
-    return schedule, {"seed": spec.seed, "profile": spec.profile, "duration_s": spec.duration_s,
-                      "git_revision": revision, "replayed": spec.schedule is not None,
-                      "quiet_s": profile.get("quiet_s", 0), "images": spec.images}
+    from harness.nemesis.generator import draw
+    schedule, meta = draw(spec.seed, spec.profile, spec.duration_s, revision, given=spec.schedule)
+    meta.pop("faults")
+    return schedule, {**meta, "replayed": spec.schedule is not None, "images": spec.images}
 
 
 def worker_services(stack: Any) -> list[str]:

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from harness.behave.world import KitWorld, say
-from harness.nemesis.generator import generate, load_profile
+from harness.nemesis.generator import draw
 
 SEED_ENV = "APIARY_SEED"   # the runner's --seed (harness/settings.py writes it for the behave process)
 PLAY_SLACK_S = 30.0        # the player's deadline past the soak's length: every fault is healed by then
@@ -48,11 +48,9 @@ def play_seeded(w: KitWorld, profile: str, seconds: float, seed: int | None = No
     seed = run_seed() if seed is None else seed
     path = profile_path(w.stack, profile)
     try:
-        prof = load_profile(path)
-        schedule = generate(seed, prof, seconds)
+        schedule, meta = draw(seed, path, seconds)
     except ValueError as exc:
         raise AssertionError(f"no schedule from profile {profile!r}: {exc}") from None
-    meta = {"seed": seed, "profile": path, "duration_s": seconds, "faults": len(schedule)}
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(Counter(i["kind"] for i in schedule).items()))
     say(f"[schedule] seed {seed}, profile {path}: {len(schedule)} faults over {seconds:g} s ({kinds or 'none'}); "
         f"replay it with --seed {seed}")

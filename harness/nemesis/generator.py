@@ -371,3 +371,13 @@ def read_schedule(path: str | Path) -> tuple[list[dict], dict]:
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: meta: must be a mapping")
     return check_schedule(data["schedule"], str(path)), meta
+
+
+def draw(seed: int, profile: str, duration_s: float, revision: str = "",
+         given: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """The one way a run gets its schedule: (schedule, meta) drawn from a profile name or path, or the
+    `given` one (a replay) with the same meta; ValueError names what is wrong with the profile or the length."""
+    prof = load_profile(profile)
+    schedule = given if given is not None else generate(seed, prof, duration_s, revision)
+    return schedule, {"seed": seed, "profile": profile, "duration_s": duration_s, "git_revision": revision,
+                      "quiet_s": prof.get("quiet_s", 0), "faults": len(schedule)}

@@ -97,7 +97,7 @@ def test_a_seeded_schedule_plays_verified_and_healed_and_replays_the_same(ctx, k
     played = [r for r in w.played if r["status"] == "applied"]
     assert len(played) >= 2 and all(r["verified"] and r["unhealed"] == [] for r in played)
     assert w.schedule_meta == {"seed": 7, "profile": str(tmp_path / "soak.yml"), "duration_s": 1.0,
-                               "faults": len(w.played)}
+                               "faults": len(w.played), "git_revision": "", "quiet_s": 0.1}
     assert any(op["f"] == "schedule" and op["seed"] == 7 for op in w.history.ops)
     schedule.schedule_played(ctx, len(played))
     with pytest.raises(AssertionError, match=r"seed 7 .*fewer than"):
