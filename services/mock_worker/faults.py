@@ -6,9 +6,11 @@ import logging
 import os
 from typing import Any
 
+from services.protocol_malformed import CATALOGUE
+
 log = logging.getLogger("mock-worker")
 
-MALFORMED_KINDS = ("bad_version", "unknown_command", "bad_body", "wrong_frame_count", "too_large")
+MALFORMED_KINDS = tuple(k for k, entry in CATALOGUE.items() if entry.frames)   # what a DEALER can send
 OOM_MODES = ("now", "on_load", "on_job")
 
 # field -> (accepted types, human type name)

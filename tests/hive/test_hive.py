@@ -8,6 +8,7 @@ import time
 import pytest
 
 from services import protocol as p
+from services.protocol_malformed import CATALOGUE
 from services.worker_manager.provision import expected_sha256
 
 from .fakes import CutProxy, FakeOrchestrator, FakeWorker, HiveProcess, http, wait_until
@@ -214,11 +215,9 @@ def test_malformed_frames_counted_and_service_keeps_serving(orch, spawn):
     w = spawn.worker(h, "w1")
     w.register()
     orch.expect(p.WORKER)
-    bad = [[p.PROTOCOL + b"99", p.HEARTBEAT, b"{}"], [p.HEADER, b"\x7f", b"{}"], [p.HEADER, p.FINAL, b"{nope"],
-           [p.HEADER, p.HEARTBEAT], [p.HEADER, p.HEARTBEAT, b"x" * (p.MAX_BODY_BYTES + 1)]]
-    for frames in bad:
-        w.send_raw(frames)
-        assert w.expect(p.ERROR)["code"]
+    for kind in ("bad_version", "unknown_command", "bad_json", "wrong_frame_count", "too_large"):
+        w.send_raw(list(CATALOGUE[kind].frames))
+        assert w.expect(p.ERROR)["code"] == CATALOGUE[kind].code, kind
     orch.sock.send_multipart([ident, p.HEADER, p.REQUEST, b'{"job_id": 5}'])
     assert orch.expect(p.ERROR)[1]["code"] == p.BAD_BODY
     for reason in (p.UNSUPPORTED_VERSION, p.UNKNOWN_COMMAND, p.BAD_FRAME, p.TOO_LARGE):

@@ -8,6 +8,7 @@ import psutil
 import pytest
 
 from services import protocol as p
+from services.protocol_malformed import CATALOGUE
 
 from .fakes import CutProxy, FakeHive, WorkerProcess, http, wait_until
 
@@ -168,10 +169,10 @@ def test_unhealthy_toggles_capacity_and_ready(hive, spawn):
     assert http("GET", w.url + "/ready")[0] == 200
 
 
-@pytest.mark.parametrize("kind,code", [("bad_version", p.UNSUPPORTED_VERSION), ("unknown_command", p.UNKNOWN_COMMAND),
-                                       ("bad_body", p.BAD_BODY), ("wrong_frame_count", p.BAD_FRAME),
-                                       ("too_large", p.TOO_LARGE)])
-def test_malformed_frame_fault(hive, spawn, kind, code):
+@pytest.mark.parametrize("kind", ["bad_version", "unknown_command", "bad_body", "wrong_frame_count", "too_large",
+                                  "bool_integer"])
+def test_malformed_frame_fault(hive, spawn, kind):
+    code = CATALOGUE[kind].code
     w = spawn()
     ident, _ = hive.register()
     w.wait_http()
@@ -206,6 +207,10 @@ def test_faults_validation_names_field(hive, spawn):
     assert status == 400 and body["error"]["field"] == "crash_after_tokens"
     status, body = w.put_faults({"oom": "sometimes"})
     assert status == 400 and body["error"]["field"] == "oom"
+    for kind in ("no_frames", "nonsense"):    # no_frames: a DEALER cannot send an empty message
+        status, body = w.put_faults({"malformed_frame": kind})
+        assert status == 400 and body["error"]["field"] == "malformed_frame", body
+        assert "bad_version" in body["error"]["message"] and "no_frames" not in body["error"]["message"], body
     assert http("GET", w.url + "/faults") == (200, {})
 
 
