@@ -140,6 +140,24 @@ class World:
             self.vars["intruders"] = Intruders(self)
         return self.vars["intruders"]
 
+    @property
+    def chaos(self) -> Any:
+        """The scenario's compound chaos operations (harness/chaos.py), made on first use."""
+        from harness.chaos import Chaos
+        return Chaos.of(self)
+
+    @property
+    def netquality(self) -> Any:
+        """The scenario's link-quality faults and measurements (harness/netquality.py), made on first use."""
+        from harness.netquality import NetQuality
+        return NetQuality.of(self)
+
+    @property
+    def soaks(self) -> Any:
+        """The scenario's chaos soaks (harness/soak_suite.py), made on first use."""
+        from harness.soak_suite import Soaks
+        return Soaks.of(self)
+
     def on_close(self, fn: Callable[[], Any]) -> None:
         self._closers.append(fn)
 

@@ -2,82 +2,77 @@
 toxics on one link of the stack, steered through the harness's proxy while active)."""
 from behave import then, when
 
-from harness.netquality import NetQuality
 from harness.netquality_front import record
-
-
-def nq(context) -> NetQuality:
-    return NetQuality.of(context.world)
 
 
 @when('the link "{link}" gets {ms:d} ms of latency each way')
 def step_latency(context, link, ms):
-    nq(context).degrade("latency", link, latency=ms)
+    context.world.netquality.degrade("latency", link, latency=ms)
 
 
 @then("the latency is in effect on the link within {s:g} seconds")
 def step_verified(context, s):
-    nq(context).verified(s)
+    context.world.netquality.verified(s)
 
 
 @then('completions on hive "{hive}" are slower than on hive "{other}" by about {ms:d} ms')
 def step_slower(context, hive, other, ms):
-    nq(context).slower_by(hive, other, ms / 1000, jobs=12, tokens=4)
+    context.world.netquality.slower_by(hive, other, ms / 1000, jobs=12, tokens=4)
 
 
 @then('completions on hive "{hive}" take about as long as on hive "{other}"')
 def step_as_fast(context, hive, other):
-    nq(context).as_fast(hive, other, jobs=12, tokens=4, slack_s=0.1)
+    context.world.netquality.as_fast(hive, other, jobs=12, tokens=4, slack_s=0.1)
 
 
 @then("no hive or worker was declared lost since the latency began")
 def step_no_loss(context):
-    lost = nq(context).losses()
+    lost = context.world.netquality.losses()
     assert not lost, f"losses declared under a tolerable latency: {lost}"
 
 
 @then('a "hive.lost" event for hive "{hive}" is published within {s:g} seconds of the heartbeat expiry')
 def step_lost_after_expiry(context, hive, s):
-    nq(context).lost_after_toxics(hive, s)
+    context.world.netquality.lost_after_toxics(hive, s)
 
 
 @when("the link is healed")
 def step_heal(context):
-    nq(context).heal()
+    context.world.netquality.heal()
 
 
 @when('the link "{link}" runs through the proxy')
 def step_steer(context, link):
-    nq(context).steer(link)
+    context.world.netquality.steer(link)
 
 
 @when('the link "{link}" is blackholed')
 def step_blackhole(context, link):
-    nq(context).degrade("blackhole", link)
+    context.world.netquality.degrade("blackhole", link)
 
 
 @then("the blackhole is in effect on the link within {s:g} seconds")
 def step_blackhole_verified(context, s):
-    nq(context).verified(s)
+    context.world.netquality.verified(s)
 
 
 @then('a "worker.lost" event for worker "{worker}" is published within {s:g} seconds of the heartbeat expiry')
 def step_worker_lost_after_expiry(context, worker, s):
-    after = nq(context).lost_after_toxics(worker, s, topic="worker.lost", field="worker_id")
+    after = context.world.netquality.lost_after_toxics(worker, s, topic="worker.lost", field="worker_id")
     record(context.world, "blackhole_detected", {"worker": worker, "lost_after_s": round(after, 3)})
 
 
 @when('the link "{link}" is reset {ms:d} ms after data flows')
 def step_reset_peer(context, link, ms):
-    nq(context).degrade("reset_peer", link, timeout=ms)
+    context.world.netquality.degrade("reset_peer", link, timeout=ms)
 
 
 @then("the reset is in effect on the link within {s:g} seconds")
 def step_reset_verified(context, s):
-    nq(context).verified(s)
+    context.world.netquality.verified(s)
 
 
 @then("the resets reached the hive's connection: it reconnected through the proxy at least once")
 def step_reset_reached(context):
-    f = record(context.world, "reset_peer", nq(context).reset_outcome())
+    f = record(context.world, "reset_peer", context.world.netquality.reset_outcome())
     assert f["service_links_accepted"] >= 2, f"the hive never reconnected through the proxy: {f}"

@@ -6,14 +6,13 @@ from pathlib import Path
 from behave import then
 
 from harness import proofs
-from harness.chaos import Chaos
 from harness.world import setting
 from services.protocol import generate_text, generate_token
 
 
 @then("the long stream finishes within {s:g} seconds with [DONE] and the exact text, its tokens in order spread over at least {m:g} seconds")
 def step_long_stream_spread(context, s, m):
-    c = context.world.remember(Chaos.of(context.world).join_named("long", s))
+    c = context.world.remember(context.world.chaos.join_named("long", s))
     assert c.done and c.error is None and c.text == generate_text(c.prompt, c.seed, c.max_tokens), f"done={c.done} error={c.error} exc={c.exception} chunks={len(c.chunks)}"
     assert not (bad := proofs.stream_problems(c.chunks, c.token_times, [generate_token(c.prompt, c.seed, i) for i in range(c.max_tokens)], c.max_tokens // 2, m)), f"long stream: {bad}"
 

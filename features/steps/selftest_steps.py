@@ -10,12 +10,12 @@ from harness.buffering_proxy import route_through_buffering_proxy
 
 @then("the orchestrator's /health answers {code:d}")
 def step_health_answers(context, code):
-    assert (got := requests.get(context.cluster.api_url + "/health", timeout=5).status_code) == code, f"GET /health answered {got}, expected {code}"
+    assert (got := requests.get(context.world.cluster.api_url + "/health", timeout=5).status_code) == code, f"GET /health answered {got}, expected {code}"
 
 
 @when('a Python traceback is written to the log of "{service}"')
 def step_write_traceback(context, service):
-    context.cluster.exec(service, ["sh", "-c", "printf 'Traceback (most recent call last):\\n  selftest\\nRuntimeError: selftest\\n' > /proc/1/fd/2"], user="apiary")
+    context.world.cluster.exec(service, ["sh", "-c", "printf 'Traceback (most recent call last):\\n  selftest\\nRuntimeError: selftest\\n' > /proc/1/fd/2"], user="apiary")
 
 
 @given("the API is reached through a proxy that buffers each response whole")
@@ -35,4 +35,4 @@ def step_share_key(context, tenant, owner):
 
 @when('the first presented wrong key is written to the log of "{service}"')
 def step_write_wrong_key(context, service):
-    context.cluster.exec(service, ["sh", "-c", f"printf 'selftest: presented key %s\\n' '{next(iter(context.world.vars['wrong_keys']))}' > /proc/1/fd/2"], user="apiary")
+    context.world.cluster.exec(service, ["sh", "-c", f"printf 'selftest: presented key %s\\n' '{next(iter(context.world.vars['wrong_keys']))}' > /proc/1/fd/2"], user="apiary")

@@ -16,15 +16,15 @@ def ready_by_hive(cluster) -> dict:
 
 @then("every service of the stack is running and healthy within {seconds:d} seconds")
 def step_all_healthy(context, seconds):
-    context.cluster.wait_reported_healthy(seconds)
+    context.world.cluster.wait_reported_healthy(seconds)
 
 
 @then("the orchestrator answers {code:d} on {path}")
 def step_orchestrator_answers(context, code, path):
-    assert (got := requests.get(context.cluster.api_url + path, timeout=5).status_code) == code, f"GET {path}: {got}, expected {code}"
+    assert (got := requests.get(context.world.cluster.api_url + path, timeout=5).status_code) == code, f"GET {path}: {got}, expected {code}"
 
 
 @then("/v1/workers lists {n:d} ready workers across {h:d} hives")
 def step_workers_listed(context, n, h):
-    view = ready_by_hive(context.cluster)
+    view = ready_by_hive(context.world.cluster)
     assert len(view) == h and sum(map(len, view.values())) == n, f"expected {n} ready workers in {h} hives, got {view}"
