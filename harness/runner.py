@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.deadline import stop_group, wait_with_deadline
 from harness.errors import EnvironmentSetupError
 from harness.run_stack import print_keep_up, say, start_cluster, teardown
-from harness.settings import Settings, open_cluster  # noqa: F401 (re-exported)
+from harness.settings import Settings, git_revision, open_cluster  # noqa: F401 (re-exported)
 from harness.options import EXIT_ENV, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, HELP, parse_args  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,12 +167,6 @@ def behave_phase(args, settings: Settings, run_dir: Path, meta: dict, reaper=Non
         err = json.loads((run_dir / "env-error.json").read_text())
         raise EnvironmentSetupError(err["what"], err["detail"])
     return finish_report(args, settings, run_dir, meta, rc)
-
-
-def git_revision() -> str:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
-    return proc.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if proc.returncode == 0 else "unknown"
 
 
 def finish_report(args, settings: Settings, run_dir: Path, meta: dict, behave_rc: int | None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,3 +56,10 @@ def open_cluster(settings: Settings):
     if not settings.stack_file or not Path(settings.stack_file).exists():
         raise EnvironmentSetupError("no stack", "APIARY_STACK_FILE is not set: run through ./run-integration-tests.sh")
     return Cluster.attach(json.loads(Path(settings.stack_file).read_text()))
+
+
+def git_revision() -> str:
+    """HEAD's commit, with -dirty when tracked files changed; "unknown" outside a git checkout."""
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    return proc.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if proc.returncode == 0 else "unknown"

@@ -72,7 +72,7 @@ class Soaks:
         return out
 
     def revision(self) -> str:
-        from harness.runner import git_revision
+        from harness.settings import git_revision
         return git_revision()
 
     def failed_checks(self, name: str) -> list[str]:

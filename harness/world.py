@@ -13,7 +13,7 @@ from harness import checker
 from harness.client import ApiClient
 from harness.events import EventSubscriber
 from harness.history import History
-from harness.nemesis import Nemesis
+from harness.scenario_faults import Nemesis
 
 try:
     from prometheus_client.parser import text_string_to_metric_families

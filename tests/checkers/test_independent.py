@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checkers import DEFAULT_PROMISES, STRICT_PROMISES, check_soak, compose
+from harness.checkers.independent import DEFAULT_PROMISES, STRICT_PROMISES, check_soak, compose
 from harness.checkers.independent import is_repetition, restart_walls
 from services.protocol import generate_text
 

@@ -29,10 +29,12 @@ def imports_of(name: str, mods: dict[str, Path]) -> set[str]:
             found |= {f"{node.module}.{a.name}" for a in node.names}
     out = set()
     for f in found:
-        while f and f not in mods:      # `import a.b.c` also imports a.b and a; a name imported is no module
+        while f and f not in mods:      # a name imported is no module: its module is the longest prefix that is
             f = f.rpartition(".")[0]
-        if f:
-            out.add(f)
+        while f:                        # importing a.b.c runs a/__init__ and a/b/__init__ first: their imports count
+            if f in mods:
+                out.add(f)
+            f = f.rpartition(".")[0]
     return out
 
 

@@ -7,11 +7,11 @@ from tests.kit.importgraph import chain, closure, modules
 
 KIT_PACKAGES = ("harness.stack", "harness.nemesis", "harness.toxiproxy", "harness.behave")
 KIT_PREFIXES = ("harness.checkers.linearizable",)   # linearizable.py and its helper modules
-KIT_MODULES = {"harness.history", "harness.wait", "harness.deadline", "harness.errors", "harness.stats",
+KIT_MODULES = {"harness.checkers", "harness.history", "harness.wait", "harness.deadline", "harness.errors", "harness.stats",
                "harness.compose", "harness.startup", "harness.sweep"}
 # The nemesis package's facade (Nemesis: the step library's roots, RoguePeer) and its two verb classes are
 # the suite's today; the fault protocol, the player, the generator and every kind are the kit's.
-NOT_KIT = {"harness.nemesis", "harness.nemesis.network", "harness.nemesis.process"}
+NOT_KIT = {"harness.nemesis.network", "harness.nemesis.process"}
 # Known debt, each to move into the suite adapter (issue 13): the kit may reach these, nothing else.
 DEBT = {"harness.extra_workers": "kinds_workers starts Apiary's mock-worker image"}
 CLI = ("harness.runner", "harness.options")
@@ -65,3 +65,16 @@ def test_a_crafted_violation_is_found(tmp_path: Path):
     bad = violations(mods, ["harness.stack"], is_kit)
     assert "harness.stack -> harness.helper" in bad
     assert "harness.stack -> harness.helper -> services.protocol" in bad
+
+
+def test_a_package_init_runs_for_its_modules_so_its_imports_count(tmp_path: Path):
+    """`from harness.nemesis.kinds import x` runs harness/nemesis/__init__.py first: what that imports is reached."""
+    for rel, text in {"harness/__init__.py": "", "harness/nemesis/__init__.py": "from harness.suite_thing import y\n",
+                      "harness/nemesis/kinds.py": "x = 1\n", "harness/stack/__init__.py": "from harness.nemesis.kinds import x\n",
+                      "harness/suite_thing.py": "import services.protocol\ny = 2\n",
+                      "services/__init__.py": "", "services/protocol.py": ""}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    mods = modules(tmp_path, ("harness", "services"))
+    bad = violations(mods, ["harness.stack"], is_kit)
+    assert "harness.stack -> harness.nemesis -> harness.suite_thing -> services.protocol" in bad, bad

@@ -317,7 +317,7 @@ def test_loss_probability_out_of_range_is_rejected(p):
 
 
 def test_the_fault_log_keeps_the_history_it_was_given_even_when_empty():
-    from harness.nemesis import Nemesis
+    from harness.scenario_faults import Nemesis
     faults = History()
     assert FaultLog(faults).history is faults, "an empty History is falsy: it must still be the one recorded into"
     nemesis = Nemesis(WorkerStack(), history=faults)
