@@ -12,6 +12,7 @@ from harness.errors import EnvironmentSetupError
 from harness.stack import default_topology
 from harness.stack.compose import project_name  # noqa: F401 (re-exported)
 from harness.stack.health import HealthWaits, answers_health  # noqa: F401 (re-exported)
+from harness.stack.ports import free_port  # noqa: F401 (re-exported: the cluster, bench and tests use it from here)
 from harness.wait import wait_until
 from services import protocol as p
 
@@ -25,14 +26,6 @@ NET_ADMIN_SERVICES = TOPOLOGY.net_admin_services
 ORCHESTRATOR_PORTS = {"http": 8080, "router": 5555, "events": 5557}  # container ports the compose file publishes
 API_KEYS = {"tenant-a": "key-a", "tenant-b": "key-b", "admin": "key-admin"}
 TRACEBACK = "Traceback (most recent call last)"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_port(service: str) -> int:

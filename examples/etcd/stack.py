@@ -4,24 +4,12 @@ host port and the clients of a workload running through a soak reach it again (a
 re-drawn on every start)."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from harness.stack.compose import ComposeStack
+from harness.stack.ports import free_ports
 
 COMPOSE_FILE = Path(__file__).resolve().parent / "docker-compose.yml"
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct TCP ports free on 127.0.0.1 right now (the OS picks them, all bound at once)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class EtcdStack(ComposeStack):
