@@ -298,9 +298,17 @@ def ensure_running(stack: Any, target: str) -> list[str]:
     return [] if after == "running" else [f"{target} is {after} after start"]
 
 
+def load_kinds(package: str = "harness.nemesis") -> list[str]:
+    """Import every kinds_*.py module of the package, in name order; each registers its kinds as it loads, so a
+    new fault kind is one new file. Returns the modules imported."""
+    import importlib
+    import pkgutil
+    pkg = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("kinds_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
+
+
 # The kinds register themselves on import (they import this module's names, defined above).
-import harness.nemesis.kinds_network  # noqa: E402,F401
-import harness.nemesis.kinds_process  # noqa: E402,F401
-import harness.nemesis.kinds_quality  # noqa: E402,F401
-import harness.nemesis.kinds_storage  # noqa: E402,F401
-import harness.nemesis.kinds_workers  # noqa: E402,F401
+load_kinds()
