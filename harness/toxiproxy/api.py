@@ -16,7 +16,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from harness.toxiproxy.proxy import Proxy, split_addr
-from harness.toxiproxy.toxics import ApiError, check_attributes, make_toxic, number
+from harness.toxiproxy.toxics import ApiError, calibrate_wake, check_attributes, make_toxic, number
 
 VERSION = "2.12.0-apiary"       # the Toxiproxy API version this follows
 MAX_BODY = 1 << 20
@@ -32,6 +32,7 @@ class ToxiServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.api: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
+        self.wake_late_s: float | None = None   # the loop's measured timer lateness (toxics.calibrate_wake)
 
     # ---- operations ----------------------------------------------------------------------------------
     def get(self, name: str) -> Proxy:
@@ -198,6 +199,7 @@ class ToxiServer:
     async def serve(self, host: str = "127.0.0.1", port: int = 8474) -> int:
         """Start the API on this loop; returns its port."""
         self.loop = asyncio.get_running_loop()
+        self.wake_late_s = await calibrate_wake()
         self.api = await asyncio.start_server(self.handle_http, host, port)
         return self.api.sockets[0].getsockname()[1]
 
@@ -212,6 +214,8 @@ class ToxiServer:
             asyncio.set_event_loop(loop)
             self.loop = loop
             try:
+                if port is None:
+                    self.wake_late_s = loop.run_until_complete(calibrate_wake())
                 out["port"] = loop.run_until_complete(self.serve(host, port)) if port is not None else 0
             except OSError as exc:
                 out["error"] = exc

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 STREAMS = ("upstream", "downstream")
-TIMER_EARLY_S = 0.0005   # asyncio's epoll wait rounds a timeout up to the next ms: aim half a ms early
+WAKE_LATE_S = 0.0003     # how late a timer wakes after its whole-ms epoll wait: calibrate_wake() measures it
+EPOLL_SLACK = 0.001      # Linux's timer slack for poll/epoll timeouts: 0.1 % of the timeout (fs/select.c)
+EMIT_S = 0.0003          # from the wake-up to the chunk written (wait_for's cancel, the emit): bench.toxiproxy
                          # (spinning out the last ms instead starves the harness's other threads of the GIL)
 CATCH_UP_S = 0.05     # bandwidth: a stream behind its schedule by less than this catches up (timer lateness)
 
@@ -86,6 +88,32 @@ class Toxic:
         return False
 
 
+def whole_ms_wait(remaining_s: float) -> float:
+    """The wait that wakes nearest `remaining_s` from now. asyncio's epoll wait sleeps whole milliseconds (a
+    timeout is rounded up); Linux then adds its timer slack for poll and epoll (0.1 % of the timeout) and the
+    wake-up comes WAKE_LATE_S after. So aim that much early and pick the nearest whole ms: the chunk leaves
+    within about half a millisecond of its due time, early or late."""
+    return max(0.0, round((remaining_s * (1 - EPOLL_SLACK) - WAKE_LATE_S - EMIT_S) * 1000) / 1000)
+
+
+async def calibrate_wake(samples: int = 15, wait_s: float = 0.002) -> float:
+    """Measure this loop's timer lateness (the median of `samples` waits of wait_s, the way a toxic waits) and
+    use it for the latency toxic's waits; returns it. About 50 ms, once per proxy server."""
+    global WAKE_LATE_S
+    loop, never = asyncio.get_running_loop(), asyncio.Event()
+    late = []
+    for _ in range(samples):
+        t0 = loop.time()
+        try:
+            await asyncio.wait_for(never.wait(), wait_s)
+        except asyncio.TimeoutError:
+            pass
+        late.append(loop.time() - t0 - wait_s)
+    late.sort()
+    WAKE_LATE_S = min(max(late[len(late) // 2], 0.0), 0.005)
+    return WAKE_LATE_S
+
+
 class Latency(Toxic):
     """Every chunk leaves `latency` ms (± up to `jitter` ms) after it was read; the stream stays pipelined."""
 
@@ -98,7 +126,7 @@ class Latency(Toxic):
 
     async def pipe(self, link, chunk, emit):
         due = chunk.stamp + self.delay_s()
-        await self.wait(due - asyncio.get_running_loop().time() - TIMER_EARLY_S)
+        await self.wait(whole_ms_wait(due - asyncio.get_running_loop().time()))
         chunk.stamp = max(chunk.stamp, due)
         await emit(chunk)
 

@@ -11,7 +11,7 @@ import requests
 from tests.toxiproxy.conftest import add_toxic, connect, recv_all, round_trip
 
 
-EARLY_S = 0.001     # a latency toxic never delivers early (clock slack only)
+EARLY_S = 0.0012    # a latency toxic is at most ~0.5 ms early per crossing (it wakes on the nearest whole ms)
 LATE_S = 0.015      # it may be late by a loaded machine's scheduling (bench/toxiproxy.py measures accuracy)
 
 
@@ -235,3 +235,20 @@ def test_reset_removes_toxics_and_enables(proxy):
     assert requests.post(api + "/reset", timeout=5).status_code == 204
     assert requests.get(api + "/proxies/p/toxics", timeout=5).json() == []
     assert median_rtt(port, 3) < 0.05
+
+
+def test_the_latency_wait_is_whole_ms_aimed_early_by_the_measured_lateness_and_slack():
+    """whole_ms_wait: whole milliseconds (the loop's epoll resolution), never negative, the nearest to the due
+    time once the wake-up lateness, the emit and Linux's 0.1 % timer slack are taken off."""
+    import asyncio
+
+    from harness.toxiproxy import toxics
+    late = asyncio.run(toxics.calibrate_wake(samples=5))
+    assert 0 <= late <= 0.005 and toxics.WAKE_LATE_S == late
+    for remaining in (0.0, 0.0004, 0.0049, 0.02, 0.1, 0.5, 2.0):
+        w = toxics.whole_ms_wait(remaining)
+        assert w >= 0 and abs(w * 1000 - round(w * 1000)) < 1e-9, (remaining, w)
+        aim = remaining * (1 - toxics.EPOLL_SLACK) - toxics.WAKE_LATE_S - toxics.EMIT_S
+        assert abs(w - max(aim, 0)) <= 0.0005 + 1e-9, (remaining, w, aim)
+    assert toxics.whole_ms_wait(2.0) < 2.0 - 0.0015     # 2 ms of slack taken off a 2 s wait
+
