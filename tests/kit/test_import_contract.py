@@ -55,26 +55,25 @@ def test_the_behave_hooks_never_import_the_cli():
     assert not bad, "the behave hooks import the runner's CLI:\n" + "\n".join(bad)
 
 
+def crafted_violations(root: Path, files: dict[str, str]) -> list[str]:
+    """Write a crafted harness/ + services/ tree under root; what the contract finds from harness.stack."""
+    for rel, text in {"harness/__init__.py": "", "services/__init__.py": "", "services/protocol.py": "", **files}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return violations(modules(root, ("harness", "services")), ["harness.stack"], is_kit)
+
+
 def test_a_crafted_violation_is_found(tmp_path: Path):
-    for rel, text in {"harness/__init__.py": "", "harness/stack/__init__.py": "from harness.helper import x\n",
-                      "harness/helper.py": "def x():\n    import services.protocol\n",
-                      "services/__init__.py": "", "services/protocol.py": ""}.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    mods = modules(tmp_path, ("harness", "services"))
-    bad = violations(mods, ["harness.stack"], is_kit)
+    bad = crafted_violations(tmp_path, {"harness/stack/__init__.py": "from harness.helper import x\n",
+                                        "harness/helper.py": "def x():\n    import services.protocol\n"})
     assert "harness.stack -> harness.helper" in bad
     assert "harness.stack -> harness.helper -> services.protocol" in bad
 
 
 def test_a_package_init_runs_for_its_modules_so_its_imports_count(tmp_path: Path):
     """`from harness.nemesis.kinds import x` runs harness/nemesis/__init__.py first: what that imports is reached."""
-    for rel, text in {"harness/__init__.py": "", "harness/nemesis/__init__.py": "from harness.suite_thing import y\n",
-                      "harness/nemesis/kinds.py": "x = 1\n", "harness/stack/__init__.py": "from harness.nemesis.kinds import x\n",
-                      "harness/suite_thing.py": "import services.protocol\ny = 2\n",
-                      "services/__init__.py": "", "services/protocol.py": ""}.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    mods = modules(tmp_path, ("harness", "services"))
-    bad = violations(mods, ["harness.stack"], is_kit)
+    bad = crafted_violations(tmp_path, {"harness/nemesis/__init__.py": "from harness.suite_thing import y\n",
+                                        "harness/nemesis/kinds.py": "x = 1\n",
+                                        "harness/stack/__init__.py": "from harness.nemesis.kinds import x\n",
+                                        "harness/suite_thing.py": "import services.protocol\ny = 2\n"})
     assert "harness.stack -> harness.nemesis -> harness.suite_thing -> services.protocol" in bad, bad

@@ -4,7 +4,8 @@ import sys
 
 from harness.nemesis.protocol import REGISTRY, load_kinds, lookup
 
-KIND_FILE = '''from harness.nemesis.protocol import FaultKind, register
+KIND_FILE = '''from harness.errors import NemesisError
+from harness.nemesis.protocol import FaultKind, register
 
 
 @register
@@ -18,7 +19,7 @@ class Wobble(FaultKind):
         return []
 
     def apply(self, stack, target, **params):
-        raise NotImplementedError
+        raise NemesisError("test-wobble is only registered by this test, never applied")
 '''
 
 

@@ -46,9 +46,18 @@ def nat_rules(stack, service: str) -> str:
     ("blackhole", "hive-a|worker-a1", {"timeout": 0, "stream": "downstream"}),
 ])
 def test_quality_kind_cycle(stack, kind, target, params):
+    cycle(stack, kind, target, params, via="netns")
+
+
+def cycle(stack, kind: str, target: str, params: dict, via: str) -> None:
+    """apply -> steered the expected way -> verify held, its rule in src -> heal -> no rule, no proxy, no
+    steering left, the stack ready."""
     fault = lookup(kind).apply(stack, target, **params)
     src = fault.steering.src
     try:
+        assert fault.steering.via == via
+        if via == "host":
+            assert fault.steering.proxy.listen.split(":")[0] != fault.steering.src_ip
         verdict = fault.verify()
         assert verdict["held"] is True, verdict
         assert fault.steering.tag in nat_rules(stack, src)
@@ -68,19 +77,7 @@ def test_quality_kind_cycle(stack, kind, target, params):
 def test_quality_kind_cycle_from_the_host_end(stack, monkeypatch, kind, target, params):
     """With namespaces off limits (probes.enabled False) the proxy runs on the bridge's host end, and still holds."""
     monkeypatch.setattr(probes, "enabled", False)
-    fault = lookup(kind).apply(stack, target, **params)
-    src = fault.steering.src
-    try:
-        assert fault.steering.via == "host"
-        assert fault.steering.proxy.listen.split(":")[0] != fault.steering.src_ip
-        verdict = fault.verify()
-        assert verdict["held"] is True, verdict
-        assert fault.steering.tag in nat_rules(stack, src)
-    finally:
-        assert fault.heal() == []
-    assert fault.steering.tag not in nat_rules(stack, src)
-    assert not STEERED
-    stack.wait_ready(20)
+    cycle(stack, kind, target, params, via="host")
 
 
 def test_quality_kind_as_an_unprivileged_user(stack):
