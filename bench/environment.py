@@ -41,7 +41,7 @@ def copy_context(dest: Path) -> Path:
 
 
 def measure(args) -> dict:
-    from harness.cluster import Cluster, docker_client
+    from apiary_suite.cluster import Cluster, docker_client
     from harness.sweep import remove_image_tags, sweep
     client = docker_client()
     env = dict(os.environ, APIARY_IMAGE_TAG=TAG)
@@ -110,7 +110,7 @@ def up_and_flags(cluster) -> tuple[float, float]:
 def measure_health_interval(client, rounds: int, intervals: list[str], idle_s: float) -> dict:
     """Per compose healthcheck interval (APIARY_HEALTH_INTERVAL), alternating rounds: stack up, up to
     Docker's flags, and idle_cores with the stack ready; medians side by side."""
-    from harness.cluster import Cluster
+    from apiary_suite.cluster import Cluster
     rows: dict[str, dict[str, list[float]]] = {iv: {"up_s": [], "flags_s": [], "idle_cores": []} for iv in intervals}
     saved = os.environ.get("APIARY_HEALTH_INTERVAL")
     try:
@@ -136,7 +136,7 @@ def measure_health_interval(client, rounds: int, intervals: list[str], idle_s: f
 
 def measure_up(client, rounds: int) -> dict:
     """Stack up to all healthy, `rounds` times per compose generation present, alternating; medians."""
-    from harness.cluster import Cluster
+    from apiary_suite.cluster import Cluster
     from harness.compose import LOCAL_COMPOSE_V2, compose_major
     kinds = {}
     for name, cmd in (("v2", ["docker", "compose"]), ("v2", [str(LOCAL_COMPOSE_V2)]), ("v1", ["docker-compose"])):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench.common import machine_info
-from harness.load import percentile
+from apiary_suite.load import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "bench" / "faults.json"
@@ -48,7 +48,7 @@ CASES = {
 
 
 def stats(values: list[float]) -> dict:
-    """p50 / p99 / max (ms, 1 decimal) of a list of milliseconds (nearest rank, harness.load.percentile)."""
+    """p50 / p99 / max (ms, 1 decimal) of a list of milliseconds (nearest rank, apiary_suite.load.percentile)."""
     if not values:
         return {"p50": None, "p99": None, "max": None}
     return {"p50": round(percentile(values, 50), 1), "p99": round(percentile(values, 99), 1), "max": round(max(values), 1)}
@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPORT))
     args = p.parse_args(argv)
 
-    from harness.cluster import Cluster
+    from apiary_suite.cluster import Cluster
     from harness.nemesis.protocol import REGISTRY
-    from harness.runner import build_images
+    from apiary_suite.entry import build_images
     from harness.sweep import sweep
     missing = sorted(set(REGISTRY) - {c[0] for c in CASES.values()})
     if missing:

@@ -3,7 +3,7 @@
 Starts services.stack.LocalStack (orchestrator + 2 hives + 4 workers on 127.0.0.1), registers two
 well-behaved probe peers (a hive at the orchestrator ROUTER, a worker at hive-a's ROUTER, each serving
 its own model), keeps completions for the real model and both probe models running, and sends
---frames generated messages (harness.fuzz) to the orchestrator ROUTER, then as many to hive-a's ROUTER.
+--frames generated messages (apiary_suite.fuzz) to the orchestrator ROUTER, then as many to hive-a's ROUTER.
 Afterwards it proves: every service answers /health, completions come back with the exact text, no
 log has a traceback, no service's RSS grew by more than 20 MiB, every rejection was counted by reason
 (the counters' increase equals the model's expectation) and answered, and no worker ever showed a state
@@ -26,7 +26,7 @@ import zmq
 
 from bench.common import machine_info
 from bench.fuzz_models import ORCH_STATES, HiveModel, OrchestratorModel
-from harness.fuzz import FrameFuzzer, FrameGenerator, decode_spec
+from apiary_suite.fuzz import FrameFuzzer, FrameGenerator, decode_spec
 from services import protocol as p
 from services.stack import ROOT, LocalStack, StackError, http_get
 

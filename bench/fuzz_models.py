@@ -3,7 +3,7 @@ machines that predict, per message, which protocol-error reason is counted and w
 (used by bench/fuzz.py and tests/fuzz)."""
 from __future__ import annotations
 
-from harness.fuzz import decode_spec
+from apiary_suite.fuzz import decode_spec
 from services import protocol as p
 
 ORCH_STATES = frozenset(p.WORKER_STATES) | {"lost", "left"}

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--out", default=str(REPORT))
     args = parser.parse_args(argv)
-    from harness.cluster import Cluster
+    from apiary_suite.cluster import Cluster
     report: dict = {"machine": machine_info(), "command": "python -m bench.steering " + " ".join(argv or sys.argv[1:]),
                     "arms": ARMS, "runs": [], "load": f"closed loop, {args.connections} connections, 1-token "
                                                       "non-streamed jobs, answers checked (bench.e2e_load)"}

@@ -24,7 +24,7 @@ import time
 import requests
 
 from bench.common import machine_info, ms, percentile
-from harness.stackops import free_port
+from apiary_suite.stackops import free_port
 
 RESULT_PATH = os.path.join("reports", "bench", "toxiproxy.json")
 CTX = mp.get_context("fork")

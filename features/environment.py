@@ -9,12 +9,13 @@ from pathlib import Path
 
 from behave.fixture import fixture, use_fixture_by_tag
 
-from harness.stackops import TRACEBACK
+from apiary_suite.stackops import TRACEBACK
 from harness.deadline import SCENARIO_LIMIT_S, ScenarioWatchdog
 from harness.errors import EnvironmentSetupError
-from harness.gather import attach_to_allure, bundle_dir, failed_step_text, write_bundle, write_timeline
-from harness.settings import Settings, open_cluster
-from harness.world import World
+from apiary_suite.gather import attach_to_allure, bundle_dir, failed_step_text, write_bundle, write_timeline
+from harness.settings import Settings
+from apiary_suite.run_stack import open_cluster
+from apiary_suite.world import World
 
 FAILED = ("failed", "error", "hook_error", "undefined", "cleanup_error")
 MAX_FAILED_RESETS = 3

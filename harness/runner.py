@@ -14,14 +14,16 @@ from pathlib import Path
 
 from harness.deadline import stop_group, wait_with_deadline
 from harness.errors import EnvironmentSetupError
-from harness.run_stack import print_keep_up, say, start_cluster, teardown
-from harness.settings import Settings, git_revision, open_cluster  # noqa: F401 (re-exported)
+from harness.settings import Settings, git_revision
 from harness.options import EXIT_ENV, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, HELP, parse_args  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker")
-BUILD_LIMIT_S = 30 * 60.0
-ALLURE_DIR = "allure-results"    # --allure: allure-behave's results, bundle files attached (harness/gather.py)    # cold build incl. debootstrap takes ~2 min here
+ALLURE_DIR = "allure-results"    # --allure: allure-behave's results, bundle files attached (apiary_suite/gather.py)
+
+def say(msg: str) -> None:
+    """One line of the runner's output."""
+    print(msg, flush=True)
+
 
 class Interrupted(Exception):
     """SIGINT/SIGTERM reached the runner."""
@@ -38,7 +40,7 @@ def choose_backend(args, meta: dict) -> str:
     (the gate then fails if @container scenarios were skipped, unless gate.yml allows it)."""
     if args.backend == "local":
         return "local"
-    from harness.cluster import docker_client
+    from harness.stack.compose import docker_client
     try:
         docker_client(10)
         return "docker"
@@ -50,35 +52,6 @@ def choose_backend(args, meta: dict) -> str:
             "(--backend local). @container scenarios will be skipped, and the gate fails on those skips "
             "unless gate.yml says allow_skips: {container: true}.")
         return "local"
-
-
-def build_images(run_dir: Path, build: bool) -> dict[str, str]:
-    """Build (cached) or check the images; returns image ids. EnvironmentSetupError names what failed."""
-    import docker
-    if build:
-        say("Building images (wheelhouse, base, 3 services; cached layers are reused)...")
-        log = run_dir / "build.log"
-        start = time.monotonic()
-        with open(log, "w") as fh:
-            env = dict(os.environ, APIARY_HOST_PYTHON=os.environ.get("APIARY_HOST_PYTHON", sys.executable))
-            proc = subprocess.Popen([str(ROOT / "scripts" / "build-images.sh")], cwd=ROOT, env=env, stdout=fh,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-            rc, overran = wait_with_deadline(proc, BUILD_LIMIT_S, grace_s=10)
-        if overran:
-            raise EnvironmentSetupError("build timed out", f"scripts/build-images.sh did not finish within "
-                                        f"{BUILD_LIMIT_S / 60:.0f} min and was stopped (full log {log})")
-        if rc != 0:
-            tail = "\n".join(log.read_text().splitlines()[-25:])
-            raise EnvironmentSetupError("build failed", f"scripts/build-images.sh exited {rc} (full log {log}):\n{tail}")
-        say(f"Images ready in {time.monotonic() - start:.1f}s")
-    client = docker.from_env()
-    ids = {}
-    for image in IMAGES:
-        try:
-            ids[image] = client.images.get(f"{image}:{os.environ.get('APIARY_IMAGE_TAG', 'local')}").id
-        except docker.errors.ImageNotFound:
-            raise EnvironmentSetupError("image missing", f"{image} is not built (run without --no-build)") from None
-    return ids
 
 
 def behave_command(args, run_dir: Path) -> list[str]:
@@ -241,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"ERROR: the gate policy cannot be used: {exc}")
         say(f"Exit code {EXIT_ENV}")
         return EXIT_ENV
+    from harness.suite import load_suite
+    try:
+        suite = load_suite()    # the repository's stack names its hooks (docker-compose.integration.yml, x-apiary.suite)
+    except EnvironmentSetupError as exc:
+        say(f"ERROR: {exc.what}: {exc.detail}\nExit code {EXIT_ENV}")
+        return EXIT_ENV
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}   # restored on return
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -250,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = report_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     report.point_latest(report_dir, run_dir)
-    from harness.reaper import Reaper
-    reaper = Reaper(run_id, run_dir)   # sweeps the run if this process dies without tearing down (kill -9)
+    reaper = suite.Reaper(run_id, run_dir)   # sweeps the run if this process dies without tearing down (kill -9)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings = Settings(run_id=run_id, report_dir=str(run_dir), seed=seed, timeout_multiplier=args.timeout_multiplier,
                         keep_up=args.keep_up, stack_file=str(run_dir / "stack.json"), gate_file=str(args.gate),
@@ -281,16 +259,14 @@ def main(argv: list[str] | None = None) -> int:
             settings.backend = choose_backend(args, meta)
             meta["backend"] = settings.backend
             if settings.backend == "docker":
-                from harness.cluster import Cluster
-                meta["images"] = build_images(run_dir, args.build)
-                cluster = Cluster(run_id, image_tag=os.environ.get("APIARY_IMAGE_TAG", "local"), run_dir=run_dir)
-                start_cluster(cluster, args, run_dir, meta, timings)
+                meta["images"] = suite.build_images(run_dir, args.build)
+                cluster = suite.open_stack(run_id, run_dir)
+                suite.start_stack(cluster, args, run_dir, meta, timings)
             meta["timings"] = timings
             if args.chaos:
                 if settings.backend != "docker":
                     raise EnvironmentSetupError("no Docker engine", "--soak, --replay and --shrink need container faults")
-                from harness.soak_run import run_mode
-                code = run_mode(args, settings, cluster, run_dir, meta, say)
+                code = suite.run_mode(args, settings, cluster, run_dir, meta, say)
             else:
                 code = behave_phase(args, settings, run_dir, meta, reaper)
     except EnvironmentSetupError as exc:
@@ -316,14 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if args.keep_up and cluster is not None or (args.keep_up and settings.backend == "local"):
-            print_keep_up(settings, cluster, run_dir)
+            suite.print_keep_up(settings, cluster, run_dir)
         elif settings.backend == "docker" and cluster is None and code == EXIT_ENV and "images" not in meta:
             pass   # nothing was started
         elif sharded:
             pass   # each shard's runner tore its own stack down; run_shards swept what any left
         else:
             try:
-                if not teardown(settings, cluster, run_dir) and code == EXIT_PASS:
+                if not suite.teardown(settings, cluster, run_dir) and code == EXIT_PASS:
                     code = EXIT_ENV
             except Exception as exc:  # noqa: BLE001
                 say(f"ERROR: teardown failed: {exc!r}")

@@ -1,15 +1,12 @@
-"""What the runner tells the behave process (APIARY_* environment variables) and how that process opens
-the stack; imported by the behave hooks, which never import the runner's CLI (tests/kit/test_import_contract.py)."""
+"""What the runner tells the behave process (APIARY_* environment variables) and the checkout's revision;
+imported by the behave hooks, which never import the runner's CLI (tests/kit/test_import_contract.py)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from harness.errors import EnvironmentSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,20 +39,6 @@ class Settings:
                    backend=env.get("APIARY_BACKEND", "docker"), keep_up=env.get("APIARY_KEEP_UP", "0") == "1",
                    stack_file=env.get("APIARY_STACK_FILE", ""), gate_file=env.get("APIARY_GATE_FILE", ""),
                    compose_file=env.get("APIARY_COMPOSE_FILE", ""))
-
-
-def open_cluster(settings: Settings):
-    """The stack for the behave process: attach to the runner's compose stack, or start local processes."""
-    if settings.backend == "local":
-        from harness.local import LocalCluster
-        cluster = LocalCluster(settings.run_id, Path(settings.report_dir) / "local")
-        cluster.up(30 * settings.timeout_multiplier)
-        cluster.wait_ready(20)
-        return cluster
-    from harness.cluster import Cluster
-    if not settings.stack_file or not Path(settings.stack_file).exists():
-        raise EnvironmentSetupError("no stack", "APIARY_STACK_FILE is not set: run through ./run-integration-tests.sh")
-    return Cluster.attach(json.loads(Path(settings.stack_file).read_text()))
 
 
 def git_revision() -> str:

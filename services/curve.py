@@ -82,7 +82,7 @@ def keys_from_env(role: str) -> CurveKeys | None:
     directory = os.environ.get(DIR_ENV, "")
     if not directory:
         raise CurveError(f"config error: CURVE is on (the default) but {DIR_ENV} is not set: point it at this "
-                         f"{role}'s key directory (python -m harness.secrets DIR writes a key set), "
+                         f"{role}'s key directory (python -m apiary_suite.secrets DIR writes a key set), "
                          f"or set {CURVE_ENV}=off for debugging")
     return load_keys(directory, role)
 

@@ -1,7 +1,7 @@
 """The malformed-frame catalogue of AMDP/1: each entry breaks one rule of services.protocol.decode and names the
 ERROR code the receiver must answer (and count in apiary_protocol_errors_total).
 
-Rogue peers (harness/rogue.py), the mock worker's `malformed_frame` fault, the frame fuzzer (harness/fuzz.py)
+Rogue peers (apiary_suite/rogue.py), the mock worker's `malformed_frame` fault, the frame fuzzer (apiary_suite/fuzz.py)
 and the tests take their bad frames from here; tests/protocol checks every entry against the real decoder.
 """
 from __future__ import annotations

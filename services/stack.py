@@ -7,7 +7,7 @@ ready, prints the API URL and a key, and stops everything on Ctrl-C / SIGTERM (S
 then SIGKILL to its process group after a grace period, so engine subprocesses die too).
 
 Also the one launcher of local service processes: tests/, bench/ and the harness's `--backend local`
-(harness/local.py, an adapter giving it the harness's Stack shape) all start the stack through LocalStack:
+(apiary_suite/local.py, an adapter giving it the harness's Stack shape) all start the stack through LocalStack:
 
     with LocalStack(hives=2, workers_per_hive=2) as stack:
         stack.api_url, stack.key, stack.events_url, stack.pid("worker-a1")

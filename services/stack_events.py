@@ -1,5 +1,5 @@
 """EventSubscriber: the one subscriber to the orchestrator's event PUB socket, for the harness, the tests and
-the benchmarks (LocalStack.events() and harness.events hand out this class). A thread records every event with
+the benchmarks (LocalStack.events() and apiary_suite.events hand out this class). A thread records every event with
 its receive times (`_received`: monotonic, `_arrived`: UNIX); find/wait_for match a topic prefix and fields
 before a deadline, after a monotonic instant or an index from mark(); find_gaps reports holes in `seq`."""
 from __future__ import annotations

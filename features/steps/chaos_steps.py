@@ -1,4 +1,4 @@
-"""Integration and chaos steps: one line each over harness.chaos (batches, job views, churn, OOM,
+"""Integration and chaos steps: one line each over apiary_suite.chaos (batches, job views, churn, OOM,
 load, memory, queries during streaming, client disconnect; storage, registration, downloads and
 backpressure are in chaos_storage_steps.py). Every Then asserts on something observed."""
 from behave import given, then, when
@@ -87,7 +87,7 @@ def step_both_hives(context, hives):
 # ---- churn ---------------------------------------------------------------------------------------------
 @when('a background load of {c:d} clients sending {k:d}-token completions runs')
 def step_load_start(context, c, k):
-    from harness.load import BackgroundLoad
+    from apiary_suite.load import BackgroundLoad
     context.world.chaos.load = BackgroundLoad(context.world.client, clients=c, max_tokens=k, tenants=("tenant-a", "tenant-b"), max_s=120).start()
 
 
@@ -192,8 +192,8 @@ def step_memory(context, services):
 
 @then("no measured service grew by more than {mib:d} MiB")
 def step_memory_bounded(context, mib):
-    from harness.load import write_metrics
-    from harness.resources import growth
+    from apiary_suite.load import write_metrics
+    from apiary_suite.resources import growth
     before, after = context.world.chaos.vars["memory"][0], context.world.chaos.vars["memory"][-1]
     g = growth(before, after)
     write_metrics(context.world.chaos.report_dir, "memory", {"before": before, "after": after, "rss_growth_mib": g})

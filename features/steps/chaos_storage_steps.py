@@ -1,5 +1,5 @@
 """Chaos steps for the registry's storage faults, concurrent registration and downloads, and
-backpressure: one line each over harness.chaos. Every Then asserts on something observed."""
+backpressure: one line each over apiary_suite.chaos. Every Then asserts on something observed."""
 from behave import then, when
 
 from services.protocol import generate_text

@@ -5,9 +5,9 @@ Every step is one call into the harness; time limits in the wording are scaled b
 import parse
 from behave import given, register_type, then, when
 
-from harness import checker, proofs
-from harness.client import tenant_specs
-from harness.world import error_of, metric_sum, status_of
+from apiary_suite import checker, proofs
+from apiary_suite.client import tenant_specs
+from apiary_suite.world import error_of, metric_sum, status_of
 from services.protocol import generate_text, generate_token
 
 

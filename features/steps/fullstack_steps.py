@@ -1,8 +1,8 @@
 """Full-stack steps: auth, shutdown, crash recovery, provisioning, health, errors, metrics (one harness call each)."""
 from behave import given, then, when
 
-from harness import proofs
-from harness.world import parse_metrics
+from apiary_suite import proofs
+from apiary_suite.world import parse_metrics
 from services.protocol import generate_text
 
 

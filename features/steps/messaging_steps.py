@@ -1,8 +1,8 @@
 """Messaging steps: extra event subscribers with topic filters, probe peers on the stack's networks (READY round trips)."""
 from behave import given, then, when
 
-from harness import proofs
-from harness.events import find_gaps, in_order
+from apiary_suite import proofs
+from apiary_suite.events import find_gaps, in_order
 from services import protocol
 
 

@@ -1,8 +1,8 @@
-"""Steps of features/netquality.client.feature: one line each over harness.netquality_front (toxics on the
+"""Steps of features/netquality.client.feature: one line each over apiary_suite.netquality_front (toxics on the
 stack's host-loopback paths: the client -> HTTP API path and the event PUB link)."""
 from behave import then, when
 
-from harness import netquality_front as front
+from apiary_suite import netquality_front as front
 
 
 @when("a {n:d}-token stream runs directly and, at the same time, through a proxy capping the client's downstream at {rate:g} KB/s, with a {s:g} s deadline")

@@ -1,8 +1,8 @@
-"""Link-quality steps (features/netquality.feature): one line each over harness.netquality (Toxiproxy's
+"""Link-quality steps (features/netquality.feature): one line each over apiary_suite.netquality (Toxiproxy's
 toxics on one link of the stack, steered through the harness's proxy while active)."""
 from behave import then, when
 
-from harness.netquality_front import record
+from apiary_suite.netquality_front import record
 
 
 @when('the link "{link}" gets {ms:d} ms of latency each way')

@@ -1,12 +1,12 @@
 """Thens that prove a fault or a figure is real: the long stream spread over time, the stress p99 as
 recorded in the run's chaos-metrics.jsonl, packets dropped by a loss rule and jobs the lossy worker
-carried. One call each into harness.proofs."""
+carried. One call each into apiary_suite.proofs."""
 from pathlib import Path
 
 from behave import then
 
-from harness import proofs
-from harness.world import setting
+from apiary_suite import proofs
+from apiary_suite.world import setting
 from services.protocol import generate_text, generate_token
 
 

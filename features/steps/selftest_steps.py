@@ -4,8 +4,8 @@ a subscriber that stops early, a tenant holding another tenant's key)."""
 import requests
 from behave import given, then, when
 
-from harness import proofs
-from harness.buffering_proxy import route_through_buffering_proxy
+from apiary_suite import proofs
+from apiary_suite.buffering_proxy import route_through_buffering_proxy
 
 
 @then("the orchestrator's /health answers {code:d}")

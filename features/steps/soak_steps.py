@@ -1,4 +1,4 @@
-"""Steps of the chaos soaks (@soak): each runs or questions harness.soak_suite.Soaks for the scenario.
+"""Steps of the chaos soaks (@soak): each runs or questions apiary_suite.soak_suite.Soaks for the scenario.
 Every Then reads what the soaks observed: checker verdicts, recovery times, availability, fault proofs."""
 from behave import then, when
 

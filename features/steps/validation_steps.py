@@ -1,8 +1,8 @@
 """Validation and security steps: raw request bodies, error bodies naming the field, rogue peers sending malformed frames."""
 from behave import then, when
 
-from harness.rogue import EXPECTED_CODE, MALFORMED_KINDS
-from harness.world import error_of
+from apiary_suite.rogue import EXPECTED_CODE, MALFORMED_KINDS
+from apiary_suite.world import error_of
 
 
 @when("tenant \"{tenant}\" posts the body '{body}' to \"{path}\"")

@@ -10,7 +10,7 @@ search with Lowe's cache, run over the time-sorted call and return entries.  A c
 linearized past the frontier, register value): everything that returned before the frontier is linearized, so
 this pair names the linearized set exactly.  In a new configuration a pending read of the current value is
 linearized first and alone: any linearization from there can move that read to the front, so its siblings need
-not be tried.  The verdict follows harness.checkers.independent: False if any key cannot be linearized,
+not be tried.  The verdict follows apiary_suite.independent: False if any key cannot be linearized,
 otherwise "unknown" when the time budget ran out or the checker raised, otherwise True.  It never passes by
 default.
 """

@@ -3,7 +3,7 @@ container backend). up() starts it in depends_on order, each level gated on its 
 checks; down() removes everything the project and the run's labels own; between them, the fault
 primitives (kill, pause, stop, start, network disconnect and connect with aliases, exec) and state
 (inspect, logs, published ports). It knows nothing of any one stack: a suite subclasses it for its
-secrets, keys and addresses (harness/cluster.py does, for Apiary)."""
+secrets, keys and addresses (apiary_suite/cluster.py does, for Apiary)."""
 from __future__ import annotations
 
 import concurrent.futures as futures

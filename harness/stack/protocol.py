@@ -1,5 +1,5 @@
 """The typed Stack: what the kit (fault kinds, player, steps, bundles) may ask of a running stack. Two
-implementations today: harness.cluster.Cluster (compose + the docker SDK) and harness.local.LocalCluster
+implementations today: apiary_suite.cluster.Cluster (compose + the docker SDK) and apiary_suite.local.LocalCluster
 (local processes; a network call there raises NemesisError naming the backend). Kinds that need
 containers (networks, storage, OOM) check `backend == "docker"` and ask for a ContainerStack."""
 from __future__ import annotations

@@ -62,6 +62,7 @@ class Topology:
     default_role: str | None = None     # the role of a container the harness adds (an extra worker)
     storage: dict = field(default_factory=dict)
     reset: dict = field(default_factory=dict)
+    suite: str = ""                     # the module of the runner's hooks for this stack (harness/suite.py)
 
     # ---- the questions kinds and backends ask ---------------------------------------------------------
     @property
@@ -180,7 +181,8 @@ def from_config(config: dict, source: str = "compose config") -> Topology:
         raise TopologyError(f"{source}: {BLOCK}.default_role {default_role!r} is not in {BLOCK}.roles")
     return Topology(source=source, services=services, networks=networks, host_facing=host_facing,
                     ranks=ranks or {s.role: 0 for s in services.values()}, listen=listen, default_role=default_role,
-                    storage=dict(block.get("storage") or {}), reset=dict(block.get("reset") or {}))
+                    storage=dict(block.get("storage") or {}), reset=dict(block.get("reset") or {}),
+                    suite=str(block.get("suite") or ""))
 
 
 def load(path: Path | str) -> Topology:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checkers.independent import DEFAULT_PROMISES, STRICT_PROMISES, check_soak, compose
-from harness.checkers.independent import is_repetition, restart_walls
+from apiary_suite.independent import DEFAULT_PROMISES, STRICT_PROMISES, check_soak, compose
+from apiary_suite.independent import is_repetition, restart_walls
 from services.protocol import generate_text
 
 
@@ -281,7 +281,7 @@ def test_a_key_reused_after_a_kill_that_took_effect_after_the_first_try_began_is
     """Seen in the 30-minute soak: the kill's invoke came 0.3 s before the first try, the process died
     0.5 s later, after the first run finished; the retry ran again on the new orchestrator. That is the
     documented promise (a restart forgets idempotency keys), not a duplicate."""
-    from harness.checkers.independent import overlaps
+    from apiary_suite.independent import overlaps
     kill = [(100.0, 100.6)]
     assert overlaps(kill, 100.3, 104.0) == (100.0, 100.6)
     assert overlaps(kill, 100.7, 104.0) is None and overlaps(kill, 98.0, 99.9) is None
@@ -318,7 +318,7 @@ def test_compose_runs_the_checker_and_keeps_its_result(clean):
 
 
 def test_a_404_after_a_registry_corruption_is_the_documented_loss_and_strict_promises_refuse_it():
-    from harness.checkers.independent import STRICT_PROMISES, check_soak
+    from apiary_suite.independent import STRICT_PROMISES, check_soak
     from harness.history import History
     from services.protocol import generate_text
     h = History()

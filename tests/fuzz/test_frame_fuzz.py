@@ -13,7 +13,7 @@ import time
 import pytest
 
 from bench.fuzz import HiveModel, campaign, counters, delta, start_stack
-from harness.fuzz import FrameFuzzer, FrameGenerator
+from apiary_suite.fuzz import FrameFuzzer, FrameGenerator
 
 FRAMES = int(os.environ.get("APIARY_FUZZ_FRAMES", "100000"))
 

@@ -1,4 +1,4 @@
-"""Unit tests of harness.fuzz: the seeded frame generator and the spec oracle (decode_spec) against the decoder."""
+"""Unit tests of apiary_suite.fuzz: the seeded frame generator and the spec oracle (decode_spec) against the decoder."""
 from __future__ import annotations
 
 import collections
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import fuzz
+from apiary_suite import fuzz
 from services import protocol as p
 from services.protocol_malformed import CATALOGUE
 

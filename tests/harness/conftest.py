@@ -7,7 +7,7 @@ import pytest
 def docker_engine():
     """A Docker SDK client; skips the test when no engine answers."""
     try:
-        from harness.cluster import docker_client
+        from apiary_suite.cluster import docker_client
         return docker_client(5)
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"no Docker engine reachable: {exc}")
@@ -17,5 +17,5 @@ def docker_engine():
 def stack_images(docker_engine, tmp_path_factory):
     """{image: id} of the three service images, built (or found cached) by scripts/build-images.sh;
     a failed build fails the test with the build's own message."""
-    from harness.runner import build_images
+    from apiary_suite.entry import build_images
     return build_images(tmp_path_factory.mktemp("build"), True)

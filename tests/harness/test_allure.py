@@ -1,5 +1,5 @@
 """--allure: the runner adds allure-behave's formatter, and a failed scenario's bundle files are attached to
-its Allure result (harness.gather.attach_to_allure, called by the after_scenario hook); a passing one has none."""
+its Allure result (apiary_suite.gather.attach_to_allure, called by the after_scenario hook); a passing one has none."""
 import json
 import subprocess
 import sys
@@ -23,7 +23,7 @@ def test_allure_adds_its_formatter_only_when_asked(tmp_path):
 
 def test_a_failed_scenarios_bundle_is_attached_and_a_passing_one_gets_nothing(tmp_path):
     bundle = tmp_path / "bundle"
-    hooks = ("from pathlib import Path\nfrom harness.gather import attach_to_allure\n"
+    hooks = ("from pathlib import Path\nfrom apiary_suite.gather import attach_to_allure\n"
              "def after_scenario(context, scenario):\n"
              "    if scenario.status.name == 'failed':\n"
              f"        b = Path({str(bundle)!r}); (b / 'logs').mkdir(parents=True, exist_ok=True)\n"

@@ -5,7 +5,7 @@ import secrets
 
 import pytest
 
-from harness.runner import IMAGES, build_images
+from apiary_suite.entry import IMAGES, build_images
 from harness.sweep import remove_image_tags
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

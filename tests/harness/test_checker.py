@@ -1,5 +1,5 @@
 """Checkers are pure functions over histories built by hand."""
-from harness import checker
+from apiary_suite import checker
 from harness.history import History
 from services.protocol import generate_text
 

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import requests
 
-from harness.cluster import COMPOSE_FILE, Cluster
+from apiary_suite.cluster import COMPOSE_FILE, Cluster
 from harness.compose import LOCAL_COMPOSE_V2, compose_major
 from harness.sweep import leftovers
 from harness.startup import dependency_levels

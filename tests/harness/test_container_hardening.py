@@ -1,7 +1,7 @@
 """Container hardening (issue 11, item 7) on one live stack with fresh random keys: a read-only root
 filesystem in every service (writes go only to tmpfs or named volumes), every process uid 10001, no key
 in any container's inspect/env or any image's inspect/history, the keys file mounted read-only, a
-completion still served (and the laptop keys refused); plus units for harness/secrets.py, the teardown
+completion still served (and the laptop keys refused); plus units for apiary_suite/secrets.py, the teardown
 and the reaper deleting the run's secrets. The live part is skipped without an engine."""
 import json
 import os
@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from harness.secrets import API_KEYS_FILE, read_api_keys, remove_run_secrets, secrets_dir, write_run_secrets
-from harness.stackops import SERVICES
+from apiary_suite.secrets import API_KEYS_FILE, read_api_keys, remove_run_secrets, secrets_dir, write_run_secrets
+from apiary_suite.stackops import SERVICES
 from services.orchestrator.auth import load_keys_file
 from services.protocol import generate_text
 
@@ -28,7 +28,7 @@ def leaked(text: str) -> list[str]:
     return [t for t, k in KEYS.items() if k in text]
 
 
-# ---- harness/secrets.py ---------------------------------------------------------------------------
+# ---- apiary_suite/secrets.py ---------------------------------------------------------------------------
 def test_write_run_secrets_makes_a_private_dir_whose_keys_file_the_orchestrator_reads(tmp_path):
     old = os.umask(0o077)                      # a strict umask must not make the file unreadable for uid 10001
     try:
@@ -70,7 +70,7 @@ def test_remove_run_secrets_deletes_the_whole_directory(tmp_path):
 
 
 def test_compose_gets_the_secrets_dir_and_never_a_key(tmp_path, monkeypatch):
-    from harness.cluster import Cluster
+    from apiary_suite.cluster import Cluster
     monkeypatch.setenv("APIARY_API_KEYS", ",".join(f"{t}:{k}" for t, k in KEYS.items()))
     cluster = Cluster("hardening-env", compose=["docker-compose"], client=object(), api_keys=KEYS, run_dir=tmp_path)
     env = cluster.compose_env()
@@ -79,7 +79,8 @@ def test_compose_gets_the_secrets_dir_and_never_a_key(tmp_path, monkeypatch):
 
 
 def test_teardown_deletes_the_secrets_even_when_the_stack_cannot_be_removed(tmp_path):
-    from harness.runner import Settings, teardown
+    from apiary_suite.run_stack import teardown
+    from harness.settings import Settings
 
     class Broken:
         client, project = object(), "apiary-broken"
@@ -93,7 +94,7 @@ def test_teardown_deletes_the_secrets_even_when_the_stack_cannot_be_removed(tmp_
 
 
 def test_the_reaper_deletes_a_dead_runs_secrets(tmp_path):
-    from harness.reaper import reap
+    from apiary_suite.reaper import reap
     write_run_secrets(tmp_path, KEYS)
     result = reap(f"hardening-reap-{secrets.token_hex(3)}", tmp_path, [])   # a run id with nothing on the engine
     assert result["secrets_removed"] is True and not secrets_dir(tmp_path).exists()
@@ -103,7 +104,7 @@ def test_the_reaper_deletes_a_dead_runs_secrets(tmp_path):
 @pytest.fixture(scope="module")
 def stack(docker_engine, stack_images, tmp_path_factory):
     """One stack with this module's random keys, every worker ready; removed (secrets too) at the end."""
-    from harness.cluster import Cluster
+    from apiary_suite.cluster import Cluster
     from harness.sweep import leftovers
     run_dir = tmp_path_factory.mktemp("hardening-run")
     run_id = f"harden-{secrets.token_hex(3)}"
@@ -223,8 +224,8 @@ def test_the_stack_serves_a_completion_with_the_run_keys_only_and_ledgers_it_on_
 @pytest.mark.docker
 @pytest.mark.slow
 def test_the_stack_description_and_a_failure_bundle_hold_no_key(stack, tmp_path):
-    from harness.cluster import Cluster
-    from harness.gather import write_bundle
+    from apiary_suite.cluster import Cluster
+    from apiary_suite.gather import write_bundle
     desc = stack.describe()
     assert not leaked(json.dumps(desc))            # stack.json is left in the run dir
     assert Cluster.attach(desc).api_keys == KEYS     # the behave process reads them from the secrets dir

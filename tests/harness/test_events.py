@@ -1,11 +1,11 @@
-"""EventSubscriber (services/stack_events.py, re-exported by harness.events) against a local PUB: capture,
+"""EventSubscriber (services/stack_events.py, re-exported by apiary_suite.events) against a local PUB: capture,
 find/wait_for by mark or monotonic instant with a naming message, gap detection."""
 import time
 
 import pytest
 import zmq
 
-from harness import events as suite_events
+from apiary_suite import events as suite_events
 from services.stack_events import EventSubscriber, EventTimeout, find_gaps, in_order
 from services.protocol import encode_event
 

@@ -2,7 +2,7 @@
 (wait_reported_healthy), against a scripted backend: what they wait for, and what they name on failure."""
 import pytest
 
-from harness.stackops import StackOps
+from apiary_suite.stackops import StackOps
 from harness.errors import EnvironmentSetupError
 
 SERVICES = ["orchestrator", "hive-a", "worker-a1"]

@@ -4,9 +4,9 @@ import socket
 
 import pytest
 
-from harness.stackops import NETWORKS, SERVICES, free_port, keys_env, project_name
+from apiary_suite.stackops import NETWORKS, SERVICES, free_port, keys_env, project_name
 from harness.errors import ComposeError, EnvironmentSetupError, HarnessError, NemesisError
-from harness.gather import bundle_dir, slug
+from apiary_suite.gather import bundle_dir, slug
 from harness.runner import Settings, behave_command, parse_args
 
 

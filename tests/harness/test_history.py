@@ -34,7 +34,7 @@ def test_complete_rejects_bad_type():
 
 
 def test_a_failed_chaos_scenario_timeline_merges_client_and_fault_histories_on_one_clock(tmp_path):
-    from harness.gather import write_timeline
+    from apiary_suite.gather import write_timeline
     client, faults = History(), History()
     c = client.invoke("tenant-a-1", "complete", {"prompt": "p"})
     f = faults.invoke("nemesis", "start", {"kind": "pause", "target": "worker-a1", "params": {}, "index": 0})

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from harness.load import dechunk, latency_summary, parse_http_response, percentile, write_metrics
-from harness.resources import growth, parse_vmrss_kib
+from apiary_suite.load import dechunk, latency_summary, parse_http_response, percentile, write_metrics
+from apiary_suite.resources import growth, parse_vmrss_kib
 
 
 def test_percentile_nearest_rank():

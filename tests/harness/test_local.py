@@ -4,7 +4,7 @@ import json
 import pytest
 
 from harness.errors import NemesisError
-from harness.local import LocalCluster, kill_leftovers
+from apiary_suite.local import LocalCluster, kill_leftovers
 
 
 @pytest.fixture

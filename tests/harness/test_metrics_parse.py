@@ -1,7 +1,7 @@
 """Prometheus text parsing helpers of the World."""
 import pytest
 
-from harness.world import metric_sum, parse_metrics
+from apiary_suite.world import metric_sum, parse_metrics
 
 TEXT = """# HELP apiary_jobs_total Jobs by outcome
 # TYPE apiary_jobs_total counter

@@ -1,4 +1,4 @@
-"""harness.proofs and harness.buffering_proxy on crafted inputs: each proof holds on good input and fails on
+"""apiary_suite.proofs and apiary_suite.buffering_proxy on crafted inputs: each proof holds on good input and fails on
 the bad input it exists to catch (a buffered stream, a lost end event, a cross-tenant 200, a leaked key...)."""
 import json
 import socket
@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from harness import proofs
-from harness.buffering_proxy import BufferingProxy, body_length, close_request
-from harness.client import SSEParser
+from apiary_suite import proofs
+from apiary_suite.buffering_proxy import BufferingProxy, body_length, close_request
+from apiary_suite.client import SSEParser
 from harness.history import History
 from services.protocol import generate_text, generate_token
 

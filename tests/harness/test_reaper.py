@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.cluster import Cluster
+from apiary_suite.cluster import Cluster
 from harness.nemesis.protocol import lookup
 from harness.sweep import leftovers
 from tests.harness.test_runner_docker import read_until, run_id_of, start_run
@@ -54,7 +54,7 @@ def test_a_runner_killed_with_9_mid_scenario_leaves_nothing_within_10_s(docker_e
 
 
 def test_the_reaper_keeps_everything_when_told_and_sweeps_when_its_runner_vanishes(tmp_path):
-    from harness.reaper import Reaper
+    from apiary_suite.reaper import Reaper
     kept = Reaper("reaper-keep", tmp_path)
     kept.release(keep=True)
     assert kept.proc.wait(10) == 0

@@ -133,7 +133,7 @@ def test_the_runner_writes_index_html_when_it_exits_2(tmp_path, monkeypatch):
     def no_engine(args, meta):
         raise EnvironmentSetupError("no Docker engine", "docker.sock: connection refused")
 
-    monkeypatch.setattr("harness.reaper.Reaper", NoReaper)
+    monkeypatch.setattr("apiary_suite.reaper.Reaper", NoReaper)
     monkeypatch.setattr(runner, "choose_backend", no_engine)
     monkeypatch.setattr(runner, "git_revision", lambda: "abc123")
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)

@@ -5,7 +5,7 @@ import threading
 import pytest
 import zmq
 
-from harness import rogue
+from apiary_suite import rogue
 from services import protocol as p
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.local import kill_leftovers
+from apiary_suite.local import kill_leftovers
 
 # Runs the runner over local processes: never beside another such file under xdist (tests/conftest.py).
 pytestmark = pytest.mark.xdist_group("runner-local")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.sweep import leftovers
-from harness.gather import BUNDLE_FILES
+from apiary_suite.gather import BUNDLE_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = str(ROOT / "run-integration-tests.sh")

@@ -111,7 +111,7 @@ def no_stack(*_args, **_kw):
 
 def test_main_lists_without_building_or_starting(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(runner, "choose_backend", no_stack)
-    monkeypatch.setattr(runner, "build_images", no_stack)
+    monkeypatch.setattr("apiary_suite.entry.build_images", no_stack)
     code = runner.main(["--list", "--tags", "@smoke", "-k", "Malformed", "--report-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "features/validation.requests.feature:9" in out and "@smoke" in out

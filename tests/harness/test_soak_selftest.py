@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkers import independent
+from apiary_suite import independent
 from harness.history import History
 from harness.nemesis.generator import generate, load_profile
 from harness.sweep import leftovers

@@ -1,7 +1,7 @@
 """SSE parsing: chunk boundaries anywhere, CRLF, comments, multi-line data, named events."""
 from hypothesis import given, strategies as st
 
-from harness.client import SSEParser, chunk_text
+from apiary_suite.client import SSEParser, chunk_text
 
 STREAM = (b": keep-alive\r\n\r\n"
           b'data: {"id":"j1","choices":[{"text":" the"}]}\n\n'

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from harness.cluster import COMPOSE_FILE
+from apiary_suite.cluster import COMPOSE_FILE
 from harness.errors import EnvironmentSetupError
 from harness.startup import dependency_levels, start_in_order
 

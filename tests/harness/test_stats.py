@@ -2,8 +2,8 @@
 import pytest
 
 import bench.common
-import harness.checker
-import harness.load
+import apiary_suite.checker
+import apiary_suite.load
 from examples.client import stats as client_stats
 from harness.stats import percentile
 
@@ -37,5 +37,5 @@ def test_unordered_input_nones_empty_and_bounds():
 
 
 def test_every_caller_uses_the_one_home():
-    for module in (harness.checker, harness.load, bench.common, client_stats):
+    for module in (apiary_suite.checker, apiary_suite.load, bench.common, client_stats):
         assert module.percentile is percentile, module.__name__

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 STEPS = Path(__file__).resolve().parents[2] / "features" / "steps"
-OTHER_ROOTS = re.compile(r"context\.cluster\b|\b[A-Z]\w*\.of\(context\.world\)|from harness\.(chaos|netquality|soak_suite) import")
+OTHER_ROOTS = re.compile(r"context\.cluster\b|\b[A-Z]\w*\.of\(context\.world\)|from apiary_suite\.(chaos|netquality|soak_suite) import")
 
 
 def other_roots(text: str) -> list[str]:
@@ -18,8 +18,8 @@ def test_every_step_module_goes_through_the_world():
 
 
 def test_a_crafted_step_module_with_other_roots_is_caught():
-    crafted = ("from harness.chaos import Chaos\n"
+    crafted = ("from apiary_suite.chaos import Chaos\n"
                "def step(context):\n    Chaos.of(context.world).mark()\n    context.cluster.exec('x', ['true'])\n"
                "def fine(context):\n    context.world.chaos.mark()\n")
-    assert other_roots(crafted) == ["from harness.chaos import Chaos", "Chaos.of(context.world).mark()",
+    assert other_roots(crafted) == ["from apiary_suite.chaos import Chaos", "Chaos.of(context.world).mark()",
                                     "context.cluster.exec('x', ['true'])"]

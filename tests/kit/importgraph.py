@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("harness", "services", "features", "bench")
+PACKAGES = ("harness", "apiary_suite", "services", "features", "bench", "examples")
 
 
 def module_name(path: Path, root: Path) -> str:

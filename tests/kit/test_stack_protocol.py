@@ -1,7 +1,7 @@
 """Both backends are the typed Stack the kit asks for (the container one also a ContainerStack), and
 the conformance check finds a member a class lacks."""
-from harness.cluster import Cluster
-from harness.local import LocalCluster
+from apiary_suite.cluster import Cluster
+from apiary_suite.local import LocalCluster
 from harness.stack.protocol import ContainerStack, Stack, missing
 
 

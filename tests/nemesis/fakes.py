@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.errors import NemesisError
 from harness.nemesis.kinds_network import PROBE_CODE
-from harness.stackops import NETWORKS, SERVICES, SHORT_NETWORKS
+from apiary_suite.stackops import NETWORKS, SERVICES, SHORT_NETWORKS
 
 SQLITE = b"SQLite format 3\x00"
 IGNORABLE = ("disconnect", "connect", "iptables", "pause", "unpause", "kill", "restart", "start", "oom", "chmod",

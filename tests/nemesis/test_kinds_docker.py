@@ -20,7 +20,7 @@ TIMINGS: dict[str, list[tuple[float, float]]] = {}
 @pytest.fixture(scope="module")
 def stack(docker_engine, stack_images):  # noqa: F811 - the imported fixtures
     """A fresh stack for this module, every worker ready; removed at the end whatever happened."""
-    from harness.cluster import Cluster
+    from apiary_suite.cluster import Cluster
     run_id = f"nemkinds-{secrets.token_hex(3)}"
     cluster = Cluster(run_id)
     try:

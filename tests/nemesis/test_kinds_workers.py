@@ -11,9 +11,9 @@ import requests
 
 from harness.errors import NemesisError
 from harness.history import History
-from harness.nemesis import kinds_workers
+from apiary_suite import kinds_workers
 from harness.nemesis.audit import FaultBook, FaultLog
-from harness.nemesis.network import NetworkNemesis
+from apiary_suite.network_faults import NetworkNemesis
 from harness.nemesis.protocol import CHAIN, ActiveFault, FaultKind, lookup
 from tests.nemesis.fakes import FakeStack
 
@@ -317,7 +317,7 @@ def test_loss_probability_out_of_range_is_rejected(p):
 
 
 def test_the_fault_log_keeps_the_history_it_was_given_even_when_empty():
-    from harness.scenario_faults import Nemesis
+    from apiary_suite.scenario_faults import Nemesis
     faults = History()
     assert FaultLog(faults).history is faults, "an empty History is falsy: it must still be the one recorded into"
     nemesis = Nemesis(WorkerStack(), history=faults)

@@ -40,5 +40,12 @@ def test_every_kinds_file_of_the_package_registers(tmp_path, monkeypatch):
 
 
 def test_the_kits_own_kinds_are_all_loaded():
-    assert load_kinds() == ["kinds_network", "kinds_process", "kinds_quality", "kinds_storage", "kinds_workers"]
-    assert {"partition", "loss", "kill", "latency", "storage-corrupt", "extra-workers"} <= set(REGISTRY)
+    assert load_kinds() == ["kinds_network", "kinds_process", "kinds_quality", "kinds_storage"]
+    assert {"partition", "loss", "kill", "latency", "storage-corrupt"} <= set(REGISTRY)
+
+
+def test_the_suite_registers_its_own_kinds_from_its_package():
+    """Apiary's extra-workers kind is the suite's (it starts the mock-worker image): importing the suite loads it."""
+    import apiary_suite
+    assert load_kinds(apiary_suite.__name__) == ["kinds_workers"]
+    assert REGISTRY["extra-workers"].__module__ == "apiary_suite.kinds_workers"

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from harness import engines, local_engine
-from harness.stackops import free_port
+from apiary_suite.stackops import free_port
 from harness.sweep import RUN_LABEL
 from harness.wait import wait_until
 

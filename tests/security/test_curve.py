@@ -11,7 +11,7 @@ import pytest
 import requests
 import zmq
 
-from harness.rogue import RoguePeer, step
+from apiary_suite.rogue import RoguePeer, step
 from harness.wait import wait_until
 from services import protocol as p
 from services.protocol import generate_text

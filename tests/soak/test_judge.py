@@ -1,7 +1,7 @@
 """The soak's judgement over crafted histories: fault intervals, availability during faults, gate checks."""
 from harness.history import History
 from services.protocol import generate_text
-from harness.soak_judge import availability, fault_intervals, judge, requests_by_nonce
+from apiary_suite.soak_judge import availability, fault_intervals, judge, requests_by_nonce
 
 LIMITS = {"max_recovery_s": 30, "min_availability": 0.5, "allow_unknown": False, "max_unverified_faults": 0}
 

@@ -2,7 +2,7 @@
 import random
 import threading
 
-from harness.soak_load import LoadPlan, SoakLoad, nonce_for, should_retry
+from apiary_suite.soak_load import LoadPlan, SoakLoad, nonce_for, should_retry
 
 
 class Reply:

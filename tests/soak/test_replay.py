@@ -4,8 +4,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.soak_replay import compress, find_soak_dirs, replay_length, signature
-from harness.soak_run import scenarios_of, write_junit
+from apiary_suite.soak_replay import compress, find_soak_dirs, replay_length, signature
+from apiary_suite.soak_run import scenarios_of, write_junit
 
 
 def item(start, dur, target="worker-a1"):

@@ -3,8 +3,8 @@ and the soak is judged failed with a 'finished' check naming the phase."""
 import time
 from pathlib import Path
 
-from harness import soak
-from harness.soak_load import LoadPlan
+from apiary_suite import soak
+from apiary_suite.soak_load import LoadPlan
 
 
 class Hung(Exception):
@@ -40,7 +40,7 @@ def test_a_hung_play_is_interrupted_healed_and_judged_failed(tmp_path: Path, mon
             pass
 
         def stop(self, s):
-            from harness.soak_load import LoadStats
+            from apiary_suite.soak_load import LoadStats
             return LoadStats()
 
     class Events:

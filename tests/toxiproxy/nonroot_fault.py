@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from harness.cluster import Cluster
+from apiary_suite.cluster import Cluster
 from harness.nemesis.probes import container_pid, in_netns
 from harness.nemesis.protocol import lookup
 

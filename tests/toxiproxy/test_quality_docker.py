@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def stack(docker_engine, stack_images):  # noqa: F811 - the imported fixtures
-    from harness.cluster import Cluster
+    from apiary_suite.cluster import Cluster
     cluster = Cluster(f"nqkinds-{secrets.token_hex(3)}")
     try:
         cluster.up(180)

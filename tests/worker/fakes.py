@@ -17,7 +17,7 @@ from typing import Callable
 
 import zmq
 
-from harness.stackops import free_port  # noqa: F401  (re-exported to the hive and orchestrator fakes)
+from apiary_suite.stackops import free_port  # noqa: F401  (re-exported to the hive and orchestrator fakes)
 from services import protocol as p
 
 ROOT = Path(__file__).resolve().parents[2]

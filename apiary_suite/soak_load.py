@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from harness.client import ApiClient
+from apiary_suite.client import ApiClient
 
 # Retried with the same key: no definite answer, or not admitted (throttled, no ready worker). A definite
 # failure (a 4xx, a worker's 502, a stream ended by an error event) is the request's outcome: the same key

@@ -10,6 +10,20 @@ from harness.errors import EnvironmentSetupError
 from harness.settings import Settings
 
 
+def open_cluster(settings: Settings):
+    """The stack for the behave process: attach to the runner's compose stack, or start local processes."""
+    if settings.backend == "local":
+        from apiary_suite.local import LocalCluster
+        cluster = LocalCluster(settings.run_id, Path(settings.report_dir) / "local")
+        cluster.up(30 * settings.timeout_multiplier)
+        cluster.wait_ready(20)
+        return cluster
+    from apiary_suite.cluster import Cluster
+    if not settings.stack_file or not Path(settings.stack_file).exists():
+        raise EnvironmentSetupError("no stack", "APIARY_STACK_FILE is not set: run through ./run-integration-tests.sh")
+    return Cluster.attach(json.loads(Path(settings.stack_file).read_text()))
+
+
 def say(msg: str) -> None:
     """One line of the runner's output."""
     print(msg, flush=True)
@@ -19,13 +33,13 @@ def teardown(settings: Settings, cluster, run_dir: Path) -> bool:
     """Remove everything of the run (compose down -v, label sweep, <run_dir>/secrets / kill local
     leftovers); True when clean."""
     if settings.backend == "local":
-        from harness.local import kill_leftovers
+        from apiary_suite.local import kill_leftovers
         killed = kill_leftovers(run_dir / "local")
         if killed:
             say(f"Killed {len(killed)} leftover local service process(es)")
         return True
-    from harness.cluster import Cluster, docker_client
-    from harness.secrets import remove_run_secrets, secrets_dir
+    from apiary_suite.cluster import Cluster, docker_client
+    from apiary_suite.secrets import remove_run_secrets, secrets_dir
     from harness.sweep import leftovers, sweep
     start = time.monotonic()
     left: dict = {}

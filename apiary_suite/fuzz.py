@@ -25,7 +25,7 @@ import zmq
 from services import protocol as p
 from services.protocol_malformed import SWAPS
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 CLASSES = ("random", "mutated", "truncated", "oversized", "out_of_order", "valid")
 WEIGHTS = (14, 38, 12, 2, 14, 20)

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.soak import SoakSpec, run_soak
-from harness.soak_load import LoadPlan
+from apiary_suite.soak import SoakSpec, run_soak
+from apiary_suite.soak_load import LoadPlan
 
 FEATURE = "Chaos soak"
 
@@ -51,7 +51,7 @@ def write_junit(run_dir: Path, rows: list[dict]) -> Path:
 
 def bundle_failed(run_dir: Path, cluster: Any, soak_dir: Path, result: dict, since: float) -> str:
     """A failure bundle for a failed soak (service logs and state, the verdict); returns its relative path."""
-    from harness.gather import write_bundle
+    from apiary_suite.gather import write_bundle
     path = run_dir / "failures" / FEATURE.replace(" ", "_") / f"{result['name']}-seed-{result['seed']}"
     text = "\n".join(f"{n}: {'ok' if c['passed'] else 'FAILED'} - {c['detail']}" for n, c in result["checks"].items())
     anomalies = json.dumps(result["verdict"].get("anomalies", [])[:50], indent=1, default=str)
@@ -63,7 +63,7 @@ def bundle_failed(run_dir: Path, cluster: Any, soak_dir: Path, result: dict, sin
 def play(args: Any, cluster: Any, run_dir: Path, seed: int, policy: dict, meta: dict,
          say: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
     """Run the soak, replay or shrink the arguments ask for; returns (report rows, soak results)."""
-    from harness.soak_replay import find_soak_dirs, shrink_soak, spec_from_run
+    from apiary_suite.soak_replay import find_soak_dirs, shrink_soak, spec_from_run
     since = time.time()
     revision = meta.get("git_revision", "")
     base = spec_from_args(args, seed, meta.get("images", {}))

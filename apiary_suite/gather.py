@@ -57,7 +57,7 @@ def network_membership(cluster: Any, states: dict[str, dict]) -> dict:
 def getattr_expected(cluster: Any) -> dict[str, tuple]:
     if getattr(cluster, "backend", "") != "docker":
         return {}
-    from harness.stackops import NETWORKS
+    from apiary_suite.stackops import NETWORKS
     return NETWORKS
 
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.soak import SoakSpec, run_soak
+from apiary_suite.soak import SoakSpec, run_soak
 
 
 def find_soak_dirs(path: Path) -> list[Path]:

@@ -14,10 +14,10 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
-from harness.checker import annotate_workers
+from apiary_suite.checker import annotate_workers
 from harness.history import as_ops, completions
-from harness.load import percentile, write_metrics
-from harness.world import setting
+from apiary_suite.load import percentile, write_metrics
+from apiary_suite.world import setting
 
 
 # ---- streams ------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ When the pipe closes without "keep" (the runner exited, or was killed with -9 mi
 run's behave process group and removes what the run left: every container (paused ones included, with the
 iptables rules inside them), network and volume labelled with the run, the local backend's processes, and
 the run's secrets directory RUN_DIR/secrets (its keys).
-Run as `python -m harness.reaper RUN_ID RUN_DIR`; one JSON line per action goes to RUN_DIR/reaper.log."""
+Run as `python -m apiary_suite.reaper RUN_ID RUN_DIR`; one JSON line per action goes to RUN_DIR/reaper.log."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ class Reaper:
     """The runner's handle on its reaper: say which process group to stop, or to keep everything."""
 
     def __init__(self, run_id: str, run_dir: Path):
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness.reaper", run_id, str(run_dir)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "apiary_suite.reaper", run_id, str(run_dir)],
                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True, cwd=Path(__file__).resolve().parents[1],
                                      env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
@@ -65,14 +65,14 @@ def reap(run_id: str, run_dir: Path, groups: list[int]) -> dict:
                 os.killpg(pgid, sig)
             except (ProcessLookupError, PermissionError):
                 break
-    from harness.local import kill_leftovers
+    from apiary_suite.local import kill_leftovers
     killed = kill_leftovers(run_dir / "local")
-    from harness.secrets import remove_run_secrets
+    from apiary_suite.secrets import remove_run_secrets
     secrets_removed = remove_run_secrets(run_dir)   # first: it needs no engine
     left: dict = {}
     try:
-        from harness.cluster import docker_client
-        from harness.stackops import project_name
+        from apiary_suite.cluster import docker_client
+        from apiary_suite.stackops import project_name
         from harness.sweep import leftovers, sweep
         client = docker_client(10)
     except Exception as exc:  # noqa: BLE001 - no engine: nothing of ours can be on it

@@ -1,5 +1,5 @@
 """Extra mock-worker containers joined to a hive's network (the stack's own mock-worker image), started
-all at once and removed again (the `extra-workers` fault kind, harness/nemesis/kinds_workers.py, wraps
+all at once and removed again (the `extra-workers` fault kind, apiary_suite/kinds_workers.py, wraps
 this). Labelled with the run id so the runner's sweep removes them too if no heal ever ran."""
 from __future__ import annotations
 

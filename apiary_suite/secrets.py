@@ -4,7 +4,7 @@ read-only bind mount compose gives it; never an image layer or an environment va
 CURVE key set `curve/<role>/` (services/curve.py; each service mounts only its role's directory). Teardown
 and the reaper remove it: no key outlives its run.
 
-    python -m harness.secrets DIR     # a CURVE key set in DIR/curve for a manual `docker compose up`
+    python -m apiary_suite.secrets DIR     # a CURVE key set in DIR/curve for a manual `docker compose up`
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write a CURVE key set into DIR/curve (for a manual compose run); exit 2 naming a bad DIR."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m harness.secrets DIR   (writes DIR/curve/<role>/ key directories)", file=sys.stderr)
+        print("usage: python -m apiary_suite.secrets DIR   (writes DIR/curve/<role>/ key directories)", file=sys.stderr)
         return 2
     target = Path(args[0])
     if target.exists() and not target.is_dir():

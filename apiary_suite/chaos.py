@@ -11,11 +11,11 @@ import uuid
 from typing import Any
 
 # The harness's own terminal job states, not services.protocol.TERMINAL_STATES: the kit must not import services/.
-from harness.checkers.independent import TERMINAL
-from harness.load import BackgroundLoad, Burst, latency_summary, write_metrics
+from apiary_suite.independent import TERMINAL
+from apiary_suite.load import BackgroundLoad, Burst, latency_summary, write_metrics
 from harness.nemesis.kinds_storage import data_files
-from harness.resources import memory_snapshot
-from harness.world import setting
+from apiary_suite.resources import memory_snapshot
+from apiary_suite.world import setting
 
 
 class Chaos:

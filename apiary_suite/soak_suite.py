@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.gate import load_gate
-from harness.soak import SoakSpec, run_soak
-from harness.soak_load import LoadPlan
-from harness.world import setting
+from apiary_suite.soak import SoakSpec, run_soak
+from apiary_suite.soak_load import LoadPlan
+from apiary_suite.world import setting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ class Soaks:
 
     def shrink_last(self, max_runs: int, deadline_s: float) -> dict:
         """Delta-debug the last soak (it must have failed) on this stack; writes shrunk-schedule.json beside it."""
-        from harness.soak_replay import shrink_soak, spec_from_run
+        from apiary_suite.soak_replay import shrink_soak, spec_from_run
         assert self.results and not self.results[-1]["passed"], "the last soak passed: nothing to shrink"
         spec = spec_from_run(self.dirs[-1], self.specs[-1])
         self.w.cluster.reset()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.load import latency_summary
+from apiary_suite.load import latency_summary
 
 
 def fault_intervals(ops: list[dict]) -> list[dict]:
@@ -67,7 +67,7 @@ def judge(ops: list[dict], played: list[dict], ledgers: dict, missing: dict, loo
           recovery_s: float | None, unhealed: list[str], elapsed_s: float, load_stats: dict,
           overran: str | None = None) -> dict:
     """soak.json's content: the checker's verdict, each gate check with its figure, and passed."""
-    from harness.checkers.independent import check_soak, compose
+    from apiary_suite.independent import check_soak, compose
     from services.protocol import generate_text
     independent = _safe(lambda: check_soak(ops, ledgers, lookups, generate_text))
     verdict = compose({"independent": independent,

@@ -9,11 +9,11 @@ from typing import Any, Callable
 
 import requests
 
-from harness import checker
-from harness.client import ApiClient
-from harness.events import EventSubscriber
+from apiary_suite import checker
+from apiary_suite.client import ApiClient
+from apiary_suite.events import EventSubscriber
 from harness.history import History
-from harness.scenario_faults import Nemesis
+from apiary_suite.scenario_faults import Nemesis
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -134,28 +134,28 @@ class World:
 
     @property
     def intruders(self) -> Any:
-        """The scenario's intruder hives (harness/intruders.py), made on first use."""
+        """The scenario's intruder hives (apiary_suite/intruders.py), made on first use."""
         if "intruders" not in self.vars:
-            from harness.intruders import Intruders
+            from apiary_suite.intruders import Intruders
             self.vars["intruders"] = Intruders(self)
         return self.vars["intruders"]
 
     @property
     def chaos(self) -> Any:
-        """The scenario's compound chaos operations (harness/chaos.py), made on first use."""
-        from harness.chaos import Chaos
+        """The scenario's compound chaos operations (apiary_suite/chaos.py), made on first use."""
+        from apiary_suite.chaos import Chaos
         return Chaos.of(self)
 
     @property
     def netquality(self) -> Any:
-        """The scenario's link-quality faults and measurements (harness/netquality.py), made on first use."""
-        from harness.netquality import NetQuality
+        """The scenario's link-quality faults and measurements (apiary_suite/netquality.py), made on first use."""
+        from apiary_suite.netquality import NetQuality
         return NetQuality.of(self)
 
     @property
     def soaks(self) -> Any:
-        """The scenario's chaos soaks (harness/soak_suite.py), made on first use."""
-        from harness.soak_suite import Soaks
+        """The scenario's chaos soaks (apiary_suite/soak_suite.py), made on first use."""
+        from apiary_suite.soak_suite import Soaks
         return Soaks.of(self)
 
     def on_close(self, fn: Callable[[], Any]) -> None:

@@ -1,6 +1,6 @@
 """Apiary's compose stack of one run: the kit's ComposeStack (harness/stack/compose.py) plus what only
 Apiary has: the run's secrets (the bearer keys reach the orchestrator only as a file: up() writes the
-run's secrets directory (harness/secrets.py), compose bind-mounts it read-only, down() deletes it), fixed
+run's secrets directory (apiary_suite/secrets.py), compose bind-mounts it read-only, down() deletes it), fixed
 published ports for the orchestrator, the API keys, and describe()/attach() for the behave process."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.secrets import curve_root, read_api_keys, remove_run_secrets, secrets_dir, write_run_secrets
+from apiary_suite.secrets import curve_root, read_api_keys, remove_run_secrets, secrets_dir, write_run_secrets
 from harness.stack import compose_file
 from harness.stack.compose import ComposeStack, docker_client  # noqa: F401 (docker_client re-exported)
-from harness.stackops import API_KEYS, ORCHESTRATOR_PORTS, TOPOLOGY, StackOps, free_port
+from apiary_suite.stackops import API_KEYS, ORCHESTRATOR_PORTS, TOPOLOGY, StackOps, free_port
 
 COMPOSE_FILE = compose_file()      # $APIARY_COMPOSE_FILE or the repository's docker-compose.integration.yml
 

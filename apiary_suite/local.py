@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import EnvironmentSetupError, NemesisError
-from harness.stackops import API_KEYS, SERVICES, TOPOLOGY, StackOps, answers_health, project_name
+from apiary_suite.stackops import API_KEYS, SERVICES, TOPOLOGY, StackOps, answers_health, project_name
 from services.stack import LocalStack, kill_leftovers  # noqa: F401 (kill_leftovers: the runner's safety net)
 
 NEEDS_DOCKER = "needs the docker backend (container networks); run with --backend docker"

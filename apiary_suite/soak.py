@@ -16,12 +16,12 @@ from typing import Any, Callable
 
 import requests
 
-from harness.client import ApiClient
+from apiary_suite.client import ApiClient
 from harness.deadline import ScenarioTimeout, ScenarioWatchdog
-from harness.events import EventSubscriber
+from apiary_suite.events import EventSubscriber
 from harness.history import History
-from harness.soak_judge import judge
-from harness.soak_load import LoadPlan, SoakLoad
+from apiary_suite.soak_judge import judge
+from apiary_suite.soak_load import LoadPlan, SoakLoad
 
 MARK_TOPICS = ("worker.lost", "worker.registered", "hive.lost", "hive.registered", "job.redispatched")
 BUGS = {"dup-final": {"dup_final_after_reconnect": True}}   # deliberate bugs, for @selftest only

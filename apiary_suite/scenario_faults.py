@@ -9,15 +9,15 @@ from typing import Any
 
 from harness.history import History
 from harness.nemesis.audit import FaultBook, FaultLog
-from harness.nemesis.network import NetworkNemesis
-from harness.nemesis.process import ProcessNemesis
+from apiary_suite.network_faults import NetworkNemesis
+from apiary_suite.process_faults import ProcessNemesis
 
 
 class Nemesis:
     """`faults` (protocol faults), `net` (partition/drop/loss), `proc` (kill/pause/restart/knobs), `rogue`."""
 
     def __init__(self, cluster: Any, run_id: str = "", history: History | None = None):
-        from harness.rogue import RoguePeer
+        from apiary_suite.rogue import RoguePeer
         self.log = FaultLog(history)
         self.faults = FaultBook(cluster, self.log)
         self.net = NetworkNemesis(self.faults)

@@ -1,5 +1,5 @@
 """Fault kind `extra-workers`: `count` more mock-worker containers join a hive's network at once
-(harness/extra_workers.py), a registration storm. verify() holds when every extra container is running
+(apiary_suite/extra_workers.py), a registration storm. verify() holds when every extra container is running
 and the orchestrator's GET /v1/workers (as the admin) lists each of their worker ids; heal() removes
 them and returns what it could not remove."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import requests
 
 from harness.errors import NemesisError
-from harness.extra_workers import ExtraWorkers
+from apiary_suite.extra_workers import ExtraWorkers
 from harness.nemesis.protocol import ActiveFault, FaultKind, check_number, is_docker, poll, register, role, services_of
 
 WORKERS_PATH = "/v1/workers"

@@ -10,9 +10,9 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness.client import ApiClient
-from harness.events import EventSubscriber, EventTimeout, find_gaps
-from harness.stackops import ORCHESTRATOR_PORTS
+from apiary_suite.client import ApiClient
+from apiary_suite.events import EventSubscriber, EventTimeout, find_gaps
+from apiary_suite.stackops import ORCHESTRATOR_PORTS
 import harness.nemesis.protocol  # noqa: F401 - first: it registers the kinds that import steering
 from harness.nemesis.steering import server
 from harness.toxiproxy import make_toxic
@@ -220,9 +220,9 @@ def median(xs: list[float]) -> float:
 
 
 def record(world: Any, name: str, figures: dict) -> dict:
-    """Append the scenario's figures to <report_dir>/chaos-metrics.jsonl (harness.load.write_metrics)."""
-    from harness.load import write_metrics
-    from harness.world import setting
+    """Append the scenario's figures to <report_dir>/chaos-metrics.jsonl (apiary_suite.load.write_metrics)."""
+    from apiary_suite.load import write_metrics
+    from apiary_suite.world import setting
     write_metrics(setting(world.settings, "report_dir", None), f"netquality.{name}", figures)
     return figures
 
