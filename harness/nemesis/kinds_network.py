@@ -196,7 +196,7 @@ class Partition(FaultKind):
     def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
         a, b = parse_target(stack, target)
         others = peers(stack, a) if b == "*" else [b]
-        if params.get("direction", "both") == "both":
+        if params.get("direction", "both") == "both" and not pairwise(a, b, stack):
             cut = [a] if b == "*" else [leaf(a, b, stack)]
             return [(s, "cut") for s in cut] + [(s, "probe") for s in {a, *others} - set(cut)]
         return [(s, "rule") for s in {a, *others}]
@@ -215,6 +215,8 @@ class Partition(FaultKind):
         if not others:
             raise NemesisError(f"partition: {a} has no peers")
         nets = networks_of(stack, [a, *others])
+        if p["direction"] == "both" and pairwise(a, b, stack):   # peers of one rank: cut this link only
+            return self._drop(stack, target, p, [(a, b), (b, a)], nets)
         if p["direction"] == "both":
             return self._disconnect(stack, target, p, a, b, others, nets)
         pairs = [(a, o) for o in others] if p["direction"] == "a->b" else [(o, a) for o in others]
@@ -275,8 +277,16 @@ class Partition(FaultKind):
         return fault
 
 
+def pairwise(a: str, b: str | None, stack: Any = None) -> bool:
+    """A both-ways partition of a|b cuts just that link (an iptables DROP each way, Jepsen's pairwise cut) when
+    the two are peers of one rank and either may change its rules: disconnecting one of them from the network
+    would cut it off from every peer, not from the other alone. Other links disconnect the leaf (leaf())."""
+    return b not in (None, "*") and rank(a, stack) == rank(b, stack) and (net_admin(stack, a) or net_admin(stack, b))
+
+
 def leaf(a: str, b: str, stack: Any = None) -> str:
-    """The side a two-service partition disconnects: the lower rank (worker < hive < orchestrator), b on a tie."""
+    """The side a two-service partition disconnects: the lower rank (worker < hive < orchestrator), b on a tie
+    (a tie with no NET_ADMIN on either side; pairwise() cuts the others)."""
     return a if rank(a, stack) < rank(b, stack) else b
 
 

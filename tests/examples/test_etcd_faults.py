@@ -189,6 +189,39 @@ def test_a_partitioned_leader_is_replaced_and_steps_down(etcd):
         f"healthy {time.monotonic() - healed:.2f} s later")
 
 
+def test_a_both_ways_cut_between_two_followers_cuts_only_their_link(etcd):
+    """Members are peers of one rank, so partition f1|f2 (both ways) is a DROP each way between the two, not an
+    isolation of f2: the leader still reaches both, so for 2T + slack all three name it, and a write through f1
+    reads back through f2. Disconnecting f2 from raft's network (the cut before) leaves f2 with no leader."""
+    stack = etcd.stack
+    leader = settled(etcd)
+    f1, f2 = [s for s in stack.services if s != leader]
+    window = scaled(2 * etcd.election_s + ELECTION_SLACK_S)
+    changed: dict[str, str] = {}
+    with fault(stack, "partition", f"{f1}|{f2}") as cut:
+        proof = cut.verify()
+        assert proof["held"] is True, proof
+        assert sorted(cut.applied["rules"]) == sorted([f1, f2]) and "cut" not in cut.applied, cut.applied
+        began = time.monotonic()
+
+        def window_over_or_leader_lost() -> bool:
+            seen = views(etcd, stack.services)
+            if set(seen.values()) != {leader}:
+                changed.update(seen)
+                return True
+            return time.monotonic() - began >= window
+        wait_until(window_over_or_leader_lost, window + scaled(10), 0.05,
+                   err_msg=f"{window:.1f} s of watching every member's leader while {f1}|{f2} is cut")
+        assert not changed, f"a member lost leader {leader} while only {f1}<->{f2} was cut: {changed}"
+        value = f"pairwise-{secrets.token_hex(3)}"
+        client(stack, f1, 3.0).put("pairwise", value)
+        assert client(stack, f2, 3.0).get("pairwise") == value
+        assert cut.heal() == []
+    log(f"partition {f1}|{f2} (both, pairwise): rules on {sorted(cut.applied['rules'])}, probes "
+        f"{[(p['from'], p['result']) for p in proof['evidence']['probes']]}; all three named {leader} for "
+        f"{window:.1f} s; a write through {f1} read back through {f2}")
+
+
 def test_linearizable_reads_stay_linearizable_across_a_leader_partition(etcd, tmp_path):
     stack = etcd.stack
     old = settled(etcd)

@@ -16,6 +16,7 @@ CASES = [
     ("partition", "hive-a|worker-a1", {}, "disconnect"),
     ("partition", "orchestrator|hive-a", {}, "disconnect"),
     ("partition", "hive-a|*", {}, "disconnect"),
+    ("partition", "hive-a|hive-b", {}, "iptables"),
     ("partition", "orchestrator|hive-b", {"direction": "a->b"}, "iptables"),
     ("partition", "orchestrator|hive-b", {"direction": "hive-b->orchestrator"}, "iptables"),
     ("partition", "worker-b1|*", {"direction": "a->b"}, "iptables"),
@@ -94,6 +95,24 @@ def test_both_ways_partition_disconnects_the_leaf_and_probes_from_the_other_side
     assert [(p["from"], p["port"], p["result"]) for p in ev["probes"]] == [("orchestrator", 5556, "timeout")]
     fault.heal()
     assert ("connect", "hive-a", "control") in stack.calls
+
+
+def test_both_ways_partition_of_two_equal_peers_cuts_only_their_link(fake_http):
+    """hive-a|hive-b: no leaf to disconnect (one rank), so a DROP each way between the two; both stay on every
+    network and reach everyone else."""
+    stack = make(fake_http)
+    a_ip, b_ip = stack.ips[("hive-a", "control")], stack.ips[("hive-b", "control")]
+    fault = lookup("partition").apply(stack, "hive-a|hive-b")
+    assert not [c for c in stack.calls if c[0] == "disconnect"]
+    assert [r.split(" -m")[0] for r in stack.rules["hive-b"]] == [f"-s {a_ip}"]   # each INPUT drops the other
+    assert [r.split(" -m")[0] for r in stack.rules["hive-a"]] == [f"-s {b_ip}"]
+    assert stack.probe("hive-b", stack.ips[("orchestrator", "control")]) == "connected"
+    assert stack.probe("orchestrator", b_ip) == "connected"
+    ev = fault.verify()
+    assert ev["held"] is True, ev
+    assert sorted(lookup("partition").claims(stack, "hive-a|hive-b", {})) == [("hive-a", "rule"), ("hive-b", "rule")]
+    fault.heal()
+    assert_clean(stack)
 
 
 def test_partition_against_all_cuts_every_shared_network(fake_http):
