@@ -97,8 +97,10 @@ def whole_ms_wait(remaining_s: float) -> float:
 
 
 async def calibrate_wake(samples: int = 15, wait_s: float = 0.002) -> float:
-    """Measure this loop's timer lateness (the median of `samples` waits of wait_s, the way a toxic waits) and
-    use it for the latency toxic's waits; returns it. About 50 ms, once per proxy server."""
+    """Measure this loop's timer lateness (the lower quartile of `samples` waits of wait_s, the way a toxic
+    waits; at most 1 ms) and use it for the latency toxic's waits; returns it. About 50 ms, once per proxy
+    server. The quartile and the cap keep a server started on a busy machine from aiming every toxic early
+    by that moment's load (seen: a 20 + 20 ms pair 1.4 ms short under a parallel test run)."""
     global WAKE_LATE_S
     loop, never = asyncio.get_running_loop(), asyncio.Event()
     late = []
@@ -110,7 +112,7 @@ async def calibrate_wake(samples: int = 15, wait_s: float = 0.002) -> float:
             pass
         late.append(loop.time() - t0 - wait_s)
     late.sort()
-    WAKE_LATE_S = min(max(late[len(late) // 2], 0.0), 0.005)
+    WAKE_LATE_S = min(max(late[len(late) // 4], 0.0), 0.001)
     return WAKE_LATE_S
 
 
