@@ -199,7 +199,7 @@ class Partition(FaultKind):
         if params.get("direction", "both") == "both" and not pairwise(a, b, stack):
             cut = [a] if b == "*" else [leaf(a, b, stack)]
             return [(s, "cut") for s in cut] + [(s, "probe") for s in {a, *others} - set(cut)]
-        return [(s, "rule") for s in {a, *others}]
+        return [(s, "block") for s in {a, *others}]     # DROP rules that stop the link's traffic
 
     def apply(self, stack: Any, target: str, **params: Any) -> PartitionCut | OneWayDrop:
         p = self.check_params(params)
@@ -348,10 +348,11 @@ class Loss(FaultKind):
         return [s for s in services_of(stack) if net_admin(stack, s)] if is_docker(stack) else []
 
     def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
-        """Its rule, and the peer whose traffic proves the drops: a killed or paused peer leaves no address
-        to send from (a short soak's loss failed to apply while its hive was being killed)."""
+        """Its rule, and the traffic that proves the drops, at both ends: a killed or paused peer leaves no
+        address to send from (a short soak's loss failed to apply while its hive was being killed), a one-way
+        partition on the link lets nothing arrive to count."""
         toward = params.get("peer") or next(iter(peers(stack, target)), None)
-        return [(target, "rule")] + ([(toward, "probe")] if toward else [])
+        return [(target, "rule"), (target, "traffic")] + ([(toward, "traffic")] if toward else [])
 
     def apply(self, stack: Any, target: str, **params: Any) -> PacketLoss:
         p = self.check_params(params)

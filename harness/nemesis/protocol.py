@@ -114,7 +114,9 @@ class FaultKind(abc.ABC):
 
     def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
         """(service, lane) pairs the fault holds while active: "proc" (its process or volume), "cut" (its
-        network attachments), "rule" (an iptables rule in it), "probe" (verify execs in it)."""
+        network attachments), "rule" (an iptables rule in it), "block" (a rule that stops a link's traffic),
+        "traffic" (packets its verify needs to flow there), "quality" (a steered link), "probe" (verify execs
+        in it); conflicts() says which pairs cannot overlap."""
         return [(target, "proc")]
 
 
@@ -150,15 +152,21 @@ def heal_all(actives: list[Active]) -> list[str]:
 
 def conflicts(a: tuple[str, str], b: tuple[str, str]) -> bool:
     """Two claims on the same service conflict when either is "proc" (a stopped or frozen container cannot
-    exec, and loses its iptables rules), both are "cut", or one is "cut" and the other "rule" (a rule's
-    traffic would cross the cut network), or one is "quality" (a link steered through the proxy, measured by
-    its verify) and the other "cut" or "rule" (no shared network to steer over, or drops that spoil the
-    measurement: both seen in the 30-minute soak)."""
+    exec, and loses its iptables rules), both are "cut", or one is "cut" and the other "rule" or "block" (a
+    rule's traffic would cross the cut network), or one is "quality" (a link steered through the proxy,
+    measured by its verify) and the other "cut", "rule" or "block" (no shared network to steer over, or drops
+    that spoil the measurement: both seen in the 30-minute soak), or one is "traffic" (a loss's verify makes
+    packets flow there) and the other "block" (a one-way partition there lets none arrive: seen in a CI soak,
+    a loss on worker-b2 saw 2 packets in 3 s under hive-b|worker-b2 b->a). A cut of a peer from another
+    network leaves the loss's link alone; a cut of the loss's own target conflicts with its "rule"."""
     if a[0] != b[0]:
         return False
     lanes = {a[1], b[1]}
-    return ("proc" in lanes or lanes == {"cut"} or lanes == {"cut", "rule"}
-            or lanes in ({"quality", "cut"}, {"quality", "rule"}))
+    return "proc" in lanes or lanes in CONFLICTING
+
+
+CONFLICTING = ({"cut"}, {"cut", "rule"}, {"cut", "block"}, {"quality", "cut"}, {"quality", "rule"}, {"quality", "block"},
+               {"traffic", "block"})
 
 
 # ---- topology helpers shared by the kinds ------------------------------------------------------------

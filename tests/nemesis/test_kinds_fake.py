@@ -110,7 +110,7 @@ def test_both_ways_partition_of_two_equal_peers_cuts_only_their_link(fake_http):
     assert stack.probe("orchestrator", b_ip) == "connected"
     ev = fault.verify()
     assert ev["held"] is True, ev
-    assert sorted(lookup("partition").claims(stack, "hive-a|hive-b", {})) == [("hive-a", "rule"), ("hive-b", "rule")]
+    assert sorted(lookup("partition").claims(stack, "hive-a|hive-b", {})) == [("hive-a", "block"), ("hive-b", "block")]
     fault.heal()
     assert_clean(stack)
 

@@ -167,6 +167,8 @@ def test_a_verify_that_raises_does_not_hold():
     (("w", "cut"), ("w", "probe"), False), (("w", "proc"), ("x", "proc"), False),
     (("w", "quality"), ("w", "cut"), True), (("w", "quality"), ("w", "rule"), True), (("w", "quality"), ("w", "proc"), True),
     (("w", "quality"), ("w", "quality"), False), (("w", "quality"), ("w", "probe"), False), (("w", "quality"), ("x", "cut"), False),
+    (("w", "traffic"), ("w", "block"), True), (("w", "traffic"), ("w", "cut"), False), (("w", "traffic"), ("w", "rule"), False),
+    (("w", "block"), ("w", "rule"), False), (("w", "block"), ("w", "cut"), True), (("w", "traffic"), ("x", "block"), False),
 ])
 def test_conflict_rule(a, b, expected):
     assert conflicts(a, b) is expected and conflicts(b, a) is expected
@@ -177,9 +179,20 @@ def test_claims_of_network_and_process_kinds():
     assert lookup("kill").claims(stack, "hive-a", {}) == [("hive-a", "proc")]
     assert sorted(lookup("partition").claims(stack, "hive-a|worker-a1", {})) == [("hive-a", "probe"), ("worker-a1", "cut")]
     one_way = lookup("partition").claims(stack, "orchestrator|hive-b", {"direction": "a->b"})
-    assert sorted(one_way) == [("hive-b", "rule"), ("orchestrator", "rule")]
-    assert lookup("loss").claims(stack, "worker-b1", {}) == [("worker-b1", "rule"), ("hive-b", "probe")]
+    assert sorted(one_way) == [("hive-b", "block"), ("orchestrator", "block")]
+    assert lookup("loss").claims(stack, "worker-b1", {}) == [("worker-b1", "rule"), ("worker-b1", "traffic"), ("hive-b", "traffic")]
     assert lookup("latency").claims(stack, "hive-a|worker-a1", {}) == [("worker-a1", "quality"), ("hive-a", "quality")]
+
+
+def test_a_loss_whose_link_a_one_way_partition_blocks_is_busy():
+    """A CI soak's case: with hive-b|worker-b2 b->a held, a loss on worker-b2 (its verify's traffic goes to
+    hive-b) saw 2 packets in 3 s and could not prove itself; the player must skip it as busy instead."""
+    stack = FakeStack()
+    held = lookup("partition").claims(stack, "hive-b|worker-b2", {"direction": "b->a"})
+    assert any(conflicts(c, d) for c in lookup("loss").claims(stack, "worker-b2", {"percent": 44}) for d in held)
+    assert not any(conflicts(c, d) for c in lookup("loss").claims(stack, "worker-a1", {}) for d in held)
+    assert not any(conflicts(c, d) for c in lookup("loss").claims(stack, "worker-b2", {})
+                   for d in lookup("loss").claims(stack, "worker-b2", {})), "two losses still stack"
 
 
 def test_leaf_and_direction():
