@@ -13,9 +13,10 @@ from apiary_suite.soak import SoakSpec, run_soak
 
 
 def find_soak_dirs(path: Path) -> list[Path]:
-    """Soak directories under a run dir (each holds schedule.json and soak.json), or the path itself."""
+    """Soak directories under a run dir (each holds schedule.json and soak.json), the path itself, or for a
+    schedule file the file (spec_from_run reads either)."""
     path = Path(path)
-    if (path / "schedule.json").exists():
+    if path.is_file() or (path / "schedule.json").exists():
         return [path]
     found = sorted(p.parent for p in path.glob("**/schedule.json"))
     if not found:

@@ -138,6 +138,16 @@ def check_compose(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         args.paths = [str(features)]
 
 
+def schedule_problem(path: Path, file_ok: bool) -> str:
+    """Why a --replay/--shrink path holds no soak schedule ("" when it does): a run or soak directory with a
+    schedule.json in it or below it, or (--replay) the schedule file itself."""
+    if not path.exists():
+        return "no such file or directory"
+    if path.is_file():
+        return "" if file_ok else "not a directory (give the soak's run directory)"
+    return "" if next(path.glob("**/schedule.json"), None) else "no schedule.json in it or below it (not a soak run directory)"
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options before `--`; everything after it goes to behave. Usage errors exit 4."""
     behave_args: list[str] = []
@@ -151,6 +161,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--soak, --replay and --shrink need the docker backend (container-level faults)")
     if args.chaos and (args.paths or args.names or args.list or args.dry_run):
         p.error("--soak, --replay and --shrink take no feature paths, -k, --list or --dry-run")
+    for flag, value in (("--replay", args.replay), ("--shrink", args.shrink)):
+        if value and (problem := schedule_problem(Path(value), file_ok=flag == "--replay")):
+            p.error(f"{flag} {value}: {problem}")
     if args.compose:
         check_compose(p, args)
     from harness.shards import check_args

@@ -32,6 +32,8 @@ def test_find_soak_dirs_names_the_path_when_there_is_no_schedule(tmp_path):
     (tmp_path / "run" / "soak").mkdir(parents=True)
     (tmp_path / "run" / "soak" / "schedule.json").write_text("{}")
     assert find_soak_dirs(tmp_path / "run") == [tmp_path / "run" / "soak"]
+    schedule = tmp_path / "run" / "soak" / "schedule.json"
+    assert find_soak_dirs(schedule) == [schedule], "the documented --replay schedule.json form"
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "empty")):
         (tmp_path / "empty").mkdir()
         find_soak_dirs(tmp_path / "empty")
@@ -46,3 +48,31 @@ def test_junit_has_one_case_per_check_and_a_failure_for_each_failed_one(tmp_path
     cases = ET.parse(path).getroot().findall("testcase")
     assert [c.get("name") for c in cases] == ["soak seed 3: checker", "soak seed 3: recovery"]
     assert cases[0].find("failure").get("message") == "verdict False: 2 anomalies" and cases[1].find("failure") is None
+
+
+@pytest.mark.parametrize("flag,make,says", [
+    ("--replay", None, "no such file or directory"),
+    ("--replay", "dir", "no schedule.json in it or below it"),
+    ("--shrink", "dir", "no schedule.json in it or below it"),
+    ("--shrink", "file", "not a directory"),
+])
+def test_replay_and_shrink_paths_without_a_schedule_are_usage_errors_naming_them(tmp_path, capsys, flag, make, says):
+    from harness.options import EXIT_USAGE, parse_args
+    path = tmp_path / "given"
+    if make == "dir":
+        path.mkdir()
+    elif make == "file":
+        path.write_text("{}")
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([flag, str(path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == EXIT_USAGE and f"{flag} {path}: {says}" in err, err
+
+
+def test_replay_accepts_a_run_directory_or_the_schedule_file(tmp_path):
+    from harness.options import parse_args
+    (tmp_path / "run" / "soaks" / "s").mkdir(parents=True)
+    (tmp_path / "run" / "soaks" / "s" / "schedule.json").write_text("{}")
+    assert parse_args(["--replay", str(tmp_path / "run")]).replay == str(tmp_path / "run")
+    assert parse_args(["--replay", str(tmp_path / "run" / "soaks" / "s" / "schedule.json")]).chaos is True
+    assert parse_args(["--shrink", str(tmp_path / "run")]).shrink == str(tmp_path / "run")
