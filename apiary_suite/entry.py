@@ -12,17 +12,13 @@ from pathlib import Path
 
 from apiary_suite.reaper import Reaper  # noqa: F401 (a hook)
 from apiary_suite.run_stack import print_keep_up, start_cluster as start_stack, teardown  # noqa: F401 (hooks)
+from harness.console import say
 from harness.deadline import wait_with_deadline
 from harness.errors import EnvironmentSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker")
 BUILD_LIMIT_S = 30 * 60.0    # a cold build incl. debootstrap takes ~3.5 min here
-
-
-def say(msg: str) -> None:
-    """One line of the runner's output."""
-    print(msg, flush=True)
 
 
 def open_stack(run_id: str, run_dir: Path):

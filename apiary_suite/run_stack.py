@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from harness.console import say
 from harness.errors import EnvironmentSetupError
 from harness.settings import Settings
 
@@ -22,11 +23,6 @@ def open_cluster(settings: Settings):
     if not settings.stack_file or not Path(settings.stack_file).exists():
         raise EnvironmentSetupError("no stack", "APIARY_STACK_FILE is not set: run through ./run-integration-tests.sh")
     return Cluster.attach(json.loads(Path(settings.stack_file).read_text()))
-
-
-def say(msg: str) -> None:
-    """One line of the runner's output."""
-    print(msg, flush=True)
 
 
 def teardown(settings: Settings, cluster, run_dir: Path) -> bool:

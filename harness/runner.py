@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.console import say
 from harness.deadline import stop_group, wait_with_deadline
 from harness.errors import EnvironmentSetupError
 from harness.settings import Settings, git_revision
@@ -19,11 +20,6 @@ from harness.options import EXIT_ENV, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, HELP, pa
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLURE_DIR = "allure-results"    # --allure: allure-behave's results, bundle files attached (apiary_suite/gather.py)
-
-def say(msg: str) -> None:
-    """One line of the runner's output."""
-    print(msg, flush=True)
-
 
 class Interrupted(Exception):
     """SIGINT/SIGTERM reached the runner."""
