@@ -54,7 +54,6 @@ def probe(spec_json: str) -> dict:
     ctx = _zmq.Context()
     sock = ctx.socket(_zmq.DEALER)
     sock.setsockopt(_zmq.LINGER, 0)
-    sock.setsockopt(_zmq.SNDTIMEO, 1000)  # a refused peer has no connection: a send must not wait forever
     sock.setsockopt(_zmq.IDENTITY, spec["identity"].encode())
     curve = spec.get("curve")
     if curve:  # client: the run's authorised key; stranger: a fresh key nobody listed
@@ -71,6 +70,9 @@ def probe(spec_json: str) -> dict:
     out = {"endpoint": spec["endpoint"], "steps": [], "handshakes": []}
     try:
         for st in spec["steps"]:
+            # A refused peer has no connection, so a send waits for one: at most the step's own wait, so a
+            # step takes wait_ms sent or not (a 1 s timeout per send made an intruder's 3 s listen take 17 s).
+            sock.setsockopt(_zmq.SNDTIMEO, max(1, int(st["wait_ms"])))
             try:
                 sock.send_multipart([_zlib.decompress(_b64.b64decode(f)) for f in st["frames"]])
             except _zmq.Again:
