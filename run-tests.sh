@@ -18,10 +18,10 @@ BUDGET_MIN="${APIARY_TEST_BUDGET_MIN:-80}"
 start=$SECONDS
 
 # Two pytest phases. Tests without a Docker engine (marked by tests/conftest.py from their fixtures) run
-# over APIARY_TEST_WORKERS pytest-xdist workers (default 2; 1 = serial), one file per group so a module's
+# over APIARY_TEST_WORKERS pytest-xdist workers (default 3; 1 = serial), one file per group so a module's
 # local stack starts once. The Docker tests then run serially: they share the engine, its images and the
 # machine's timing with each other (4 workers on this 2-core VM were slower and broke timing tests).
-workers="${APIARY_TEST_WORKERS:-2}"
+workers="${APIARY_TEST_WORKERS:-3}"   # 3 on 2 cores: many tests wait on sockets, not the CPU (docs/scale-out.md)
 xdist=()
 if [[ "$workers" != 1 ]]; then xdist=(-n "$workers" --dist loadgroup); fi
 unit=0
