@@ -10,13 +10,11 @@ from typing import Any, Protocol
 
 from harness.errors import EnvironmentSetupError
 
-HOOKS = ("IMAGES", "build_images", "open_stack", "start_stack", "teardown", "print_keep_up", "run_mode", "Reaper")
+HOOKS = ("build_images", "open_stack", "start_stack", "teardown", "print_keep_up", "run_mode", "Reaper")
 
 
 class Suite(Protocol):
     """What the runner asks of a suite (each a module-level name of the suite's entry module)."""
-
-    IMAGES: tuple[str, ...]
 
     def build_images(self, run_dir: Path, build: bool) -> dict[str, str]: ...    # image -> id; raises EnvironmentSetupError
     def open_stack(self, run_id: str, run_dir: Path) -> Any: ...               # a Stack (harness/stack/protocol.py), not started
