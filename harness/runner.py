@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         if sharded:        # N child runners, each with its own stack (harness/shards.py); nothing of our own to stop
             from harness.shards import run_shards
             settings.backend = meta["backend"] = "docker"
-            code = run_shards(args, items, run_id, run_dir, meta, say)
+            code = run_shards(args, items, run_id, run_dir, meta, say, suite)
         elif args.compose:   # another stack: its own hooks (harness/behave/hooks.py) build, start and stop it
             settings.backend = meta["backend"] = "docker"
             meta["compose_file"] = args.compose

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.deadline import stop_group
 
@@ -166,12 +167,12 @@ def check_engines_clean(children: list[Child], say, up: dict[str | None, bool]) 
     return left
 
 
-def run_shards(args, items: list, run_id: str, run_dir: Path, meta: dict, say) -> int:
-    """Plan, start the shards, wait for them within the run limit, merge their reports; returns the exit code."""
+def run_shards(args, items: list, run_id: str, run_dir: Path, meta: dict, say, suite: Any) -> int:
+    """Plan, build the suite's images once, start the shards, wait for them within the run limit, merge their
+    reports; returns the exit code."""
     from harness import merge_reports, shard_plan
-    from harness.suite import load_suite
     urls = engine_urls(args)
-    meta["images"] = load_suite().build_images(run_dir, args.build)
+    meta["images"] = suite.build_images(run_dir, args.build)
     prepare_engines(urls, meta["images"], meta, say)
     durations = shard_plan.history_durations(Path(args.report_dir).resolve())
     plan = shard_plan.plan_shards(items, args.shards, durations)
