@@ -18,6 +18,7 @@ from harness.errors import EnvironmentSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker")
+BUILT_IMAGES = IMAGES + ("apiary/runtime", "apiary/deps")   # every name scripts/build-images.sh tags
 BUILD_LIMIT_S = 30 * 60.0    # a cold build incl. debootstrap takes ~3.5 min here
 
 
@@ -31,6 +32,11 @@ def run_mode(args, settings, stack, run_dir: Path, meta: dict, out) -> int:
     """--soak, --replay or --shrink against the started stack (apiary_suite/soak_run.py)."""
     from apiary_suite.soak_run import run_mode as play
     return play(args, settings, stack, run_dir, meta, out)
+
+
+def built_refs(tag: str) -> list[str]:
+    """The refs scripts/build-images.sh gives with this tag."""
+    return [f"{image}:{tag}" for image in BUILT_IMAGES]
 
 
 def build_images(run_dir: Path, build: bool) -> dict[str, str]:

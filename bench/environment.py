@@ -42,7 +42,8 @@ def copy_context(dest: Path) -> Path:
 
 def measure(args) -> dict:
     from apiary_suite.cluster import Cluster, docker_client
-    from harness.sweep import remove_image_tags, sweep
+    from apiary_suite.entry import built_refs
+    from harness.sweep import remove_image_refs, sweep
     client = docker_client()
     env = dict(os.environ, APIARY_IMAGE_TAG=TAG)
     result: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "targets_s": TARGETS,
@@ -81,7 +82,7 @@ def measure(args) -> dict:
         leftover += sweep(client, cluster.run_id, cluster.project)
         result["teardown_leftovers"] = leftover
     cold_tags = [t for img in client.images.list(name=result.get("cold_base", "-none-")) for t in img.tags]
-    remove_image_tags(client, TAG, cold_tags)   # the bench's own tags only (layers shared with :local stay)
+    remove_image_refs(client, built_refs(TAG) + cold_tags)   # the bench's own tags only (layers shared with :local stay)
     client.images.prune(filters={"dangling": True, "label": "io.apiary.project=apiary"})
     result["meets_targets"] = {k: result[k] <= v for k, v in TARGETS.items() if k in result}
     return result

@@ -78,7 +78,7 @@ def build_parser() -> Parser:
     b = p.add_mutually_exclusive_group()
     b.add_argument("--build", dest="build", action="store_true", default=True,
                    help="build images first (default; cached layers make it a few seconds)")
-    b.add_argument("--no-build", dest="build", action="store_false", help="use the existing apiary/* images")
+    b.add_argument("--no-build", dest="build", action="store_false", help="use the images already built (the suite checks they exist)")
     p.add_argument("--keep-up", action="store_true", help="leave the stack running; print how to reach and remove it")
     p.add_argument("--report-dir", default=str(ROOT / "reports"), metavar="DIR", help="where run directories go (default: reports/)")
     p.add_argument("--gate", default=str(ROOT / "gate.yml"), metavar="FILE",

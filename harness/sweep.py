@@ -5,7 +5,6 @@ from typing import Any
 
 RUN_LABEL = "io.apiary.run"
 RUN_LABELS = (RUN_LABEL, "io.apiary.run-id")      # the second: helper containers of the step library
-BUILT_IMAGES = ("apiary/orchestrator", "apiary/worker-manager", "apiary/mock-worker", "apiary/runtime", "apiary/deps")
 
 
 def sweep(client: Any, run_id: str, project: str | None = None) -> list[str]:
@@ -45,10 +44,9 @@ def leftovers(client: Any, run_id: str) -> dict[str, list[str]]:
     return out
 
 
-def remove_image_tags(client: Any, tag: str, extra: list[str] | tuple[str, ...] = ()) -> None:
-    """Remove the tags scripts/build-images.sh gave with `tag` (and the `extra` refs); layers that other
-    tags share stay, tags already gone are skipped."""
-    for ref in [f"{image}:{tag}" for image in BUILT_IMAGES] + list(extra):
+def remove_image_refs(client: Any, refs: list[str] | tuple[str, ...]) -> None:
+    """Remove these image refs (name:tag); layers that other tags share stay, refs already gone are skipped."""
+    for ref in refs:
         try:
             client.images.remove(ref)
         except Exception:  # noqa: BLE001 - already gone

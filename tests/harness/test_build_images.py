@@ -5,8 +5,8 @@ import secrets
 
 import pytest
 
-from apiary_suite.entry import IMAGES, build_images
-from harness.sweep import remove_image_tags
+from apiary_suite.entry import IMAGES, build_images, built_refs
+from harness.sweep import remove_image_refs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -41,4 +41,4 @@ def test_unreachable_base_is_bootstrapped_and_a_local_base_is_used_as_is(docker_
             assert image.attrs["Config"]["User"] == "apiary", name
             assert image.attrs["Config"]["Healthcheck"]["Test"][0] == "CMD", name
     finally:
-        remove_image_tags(docker_engine, tag, [local_base])
+        remove_image_refs(docker_engine, built_refs(tag) + [local_base])
