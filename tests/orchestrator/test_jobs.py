@@ -199,7 +199,8 @@ def test_reset_fails_live_jobs_fast(orch, make_hive):
     wait_until(lambda: hive.requests, 2, "job running")
     t0 = time.monotonic()
     r = orch.post("/v1/admin/reset", key="key-admin")
-    assert time.monotonic() - t0 < 0.1 and r.json()["cancelled"] == 1
+    took = time.monotonic() - t0   # the job hangs for ever: a reset that waited for it would never answer
+    assert took < 0.5 and r.json()["cancelled"] == 1, f"reset took {took:.3f} s, cancelled {r.json()}"
     t.join(3)
     assert out[0].status_code == 503 and out[0].json()["error"]["code"] == "reset"
     wait_until(lambda: hive.cancels, 1, "CANCEL after reset")
