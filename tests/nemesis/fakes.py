@@ -125,7 +125,7 @@ class FakeStack:
     def volume_shell(self, script: str) -> str:
         self.calls.append(("volume_shell", script))
         if "urandom" in script:
-            listing = "\n".join(self.files) + "\n"
+            listing = "\n".join(self.files) + "\n--apiary-header--\n" + self.header[:16].hex(" ") + "\n"
             if self._do("corrupt"):
                 self.header = bytes(range(200, 216))
             return listing

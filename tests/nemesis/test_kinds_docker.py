@@ -130,4 +130,4 @@ def test_read_only_storage(stack):
 
 def test_corrupt_storage(stack):
     ev = cycle(stack, "storage-corrupt", "orchestrator", still_holds_after_heal=True)["evidence"]
-    assert ev["header_is_sqlite"] is False and (ev["moved_aside"] or ev["corrupt_event_logged"])
+    assert ev["header_is_the_format"] is False and ev["header_changed"] and (ev["moved_aside"] or ev["corrupt_event_logged"])

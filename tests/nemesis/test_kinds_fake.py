@@ -264,7 +264,8 @@ def test_corrupt_evidence_comes_from_the_volume_and_the_restarted_orchestrator(f
     fault = lookup("storage-corrupt").apply(stack, "orchestrator")
     assert [c[0] for c in stack.calls] == ["stop", "volume_shell", "volume_shell", "start"]
     ev = fault.verify()["evidence"]
-    assert ev["header_is_sqlite"] is False and ev["header_hex"] == bytes(range(200, 216)).hex()
+    assert ev["header_is_the_format"] is False and ev["header_hex"] == bytes(range(200, 216)).hex()
+    assert ev["header_before_hex"] == SQLITE.hex() and ev["header_changed"] is True
     assert ev["moved_aside"] and ev["corrupt_event_logged"] is True
     assert stack.header == SQLITE, "the fake orchestrator rebuilt the registry"
     assert fault.heal() == []
