@@ -280,6 +280,15 @@ def unsteer_script(rule: str) -> list[str]:
                         f"! iptables -w -t nat -C {CHAIN} {rule} 2>/dev/null"]
 
 
+def netns_sockets(pid: int) -> NetnsSockets | None:
+    """Sockets made inside the container's network namespace; None where this process cannot enter it
+    (the proxy then runs on the host end of the bridge)."""
+    try:
+        return NetnsSockets(pid)
+    except NemesisError:
+        return None
+
+
 class Steering:
     """One link steered through a proxy (and its twin); toxics go on both. See the module docstring."""
 
@@ -295,13 +304,12 @@ class Steering:
         pid, dst_pid = container_pid(stack, self.src), container_pid(stack, self.dst)
         if not pid or not dst_pid:
             raise NemesisError(f"{target}: no host PID for {self.src} or {self.dst} (not running?)")
-        try:
-            self.sockets: NetnsSockets | HostSockets = NetnsSockets(pid)
-        except NemesisError:
-            self.sockets = None                                     # type: ignore[assignment]
-        if self.sockets is not None:
+        self.sockets: NetnsSockets | HostSockets
+        self.dst_sockets: NetnsSockets | HostSockets
+        in_netns = netns_sockets(pid)
+        if in_netns is not None:
             self.via, self.bind_ip, self.sink_ip, self.mark = "netns", self.src_ip, self.dst_ip, MARK
-            self.dst_sockets: NetnsSockets | HostSockets = NetnsSockets(dst_pid)
+            self.sockets, self.dst_sockets = in_netns, NetnsSockets(dst_pid)
         else:
             gateway = host_end((nets[self.src].get(common[0]) or {}).get("gateway"), target, common[0])
             self.via, self.bind_ip, self.sink_ip, self.mark = "host", gateway, gateway, None
