@@ -12,6 +12,7 @@ from harness.errors import EnvironmentSetupError
 from harness.stack import default_topology
 from harness.stack.compose import project_name  # noqa: F401 (re-exported)
 from harness.stack.health import HealthWaits, answers_health  # noqa: F401 (re-exported)
+from harness.stack.reset import send_reset
 from harness.stack.ports import free_port  # noqa: F401 (re-exported: the cluster, bench and tests use it from here)
 from harness.wait import wait_until
 from services import protocol as p
@@ -77,6 +78,10 @@ class StackOps(HealthWaits):
     def admin(self) -> dict:
         return {"Authorization": f"Bearer {self.api_keys.get('admin', 'key-admin')}"}
 
+    def reset_headers(self) -> dict:
+        """The admin key for the declared reset (harness/stack/reset.py)."""
+        return self.admin()
+
     def workers_ready(self) -> dict | None:
         """/v1/workers when both hives and all four workers are ready, else None."""
         body = requests.get(self.api_url + "/v1/workers", headers=self.admin(), timeout=2).json()
@@ -89,10 +94,12 @@ class StackOps(HealthWaits):
         return wait_until(self.workers_ready, timeout_s, 0.05, "2 hives and 4 workers ready in /v1/workers")
 
     def clear_faults(self) -> None:
-        """Admin reset on the orchestrator and `PUT /faults {}` on every hive and worker."""
+        """The compose file's x-apiary.reset (the orchestrator's admin reset) and `PUT /faults {}` on every
+        hive and worker."""
         def put(service: str) -> None:
             requests.put(self.http_url(service) + "/faults", json={}, timeout=2)
-        requests.post(self.api_url + "/v1/admin/reset", headers=self.admin(), timeout=5).raise_for_status()
+        if send_reset(self) is None:
+            raise EnvironmentSetupError("reset missing", f"{self.topology.source} declares no x-apiary.reset")
         with futures.ThreadPoolExecutor(6) as pool:
             for f in [pool.submit(put, s) for s in self.services if s != "orchestrator"]:
                 f.exception()

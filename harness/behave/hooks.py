@@ -6,8 +6,8 @@
     def after_all(context):       hooks.teardown(context)
 
 install() builds (optional), starts the stack once and registers its down() with atexit too, so the stack
-goes even when behave never reaches after_all (a crash, Ctrl-C during start-up). open_world() gives each
-scenario a fresh KitWorld; close_world() heals every fault still active and fails the scenario if anything
+goes even when behave never reaches after_all (a crash, Ctrl-C during start-up). open_world() resets the
+stack where its compose file declares how (x-apiary.reset) and gives each scenario a fresh KitWorld; close_world() heals every fault still active and fails the scenario if anything
 could not be undone (after the stack's own heal, so the next scenario starts whole)."""
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from harness.behave.world import KitWorld
 from harness.errors import EnvironmentSetupError
+from harness.stack.reset import reset_spec
 
 RUN_ID_ENV = "APIARY_KIT_RUN_ID"     # the run id the stack is labelled with (default: kit-<6 hex>)
 UP_TIMEOUT_S = 120.0
@@ -62,7 +63,10 @@ def install(context: Any, stack_factory: Callable[[str], Any], build_command: Se
 
 
 def open_world(context: Any) -> KitWorld:
-    """before_scenario: a fresh KitWorld over the stack."""
+    """before_scenario: the stack back in its declared known state (heal, healthy, x-apiary.reset) when
+    its compose file declares a reset, then a fresh KitWorld over it."""
+    if reset_spec(context.stack):
+        context.kit_reset_s = round(context.stack.reset(), 3)
     context.world = KitWorld(context.stack)
     return context.world
 

@@ -14,7 +14,8 @@ The block (docs/kit.md describes every key):
         orchestrator: {role: orchestrator, health: {port: 8080, path: /health}}
         worker-a1: {role: worker, health: {port: 8001}}
       default_role: worker                # containers the harness adds itself (extra workers)
-      storage: {service: orchestrator, dir: /data, file: /data/registry.db, user: "10001"}
+      storage: {service: orchestrator, dir: /data, file: /data/registry.db, user: "10001",
+                header_hex: "53514c69746520666f726d6174203300", noticed: {event: registry.corrupt}}
       reset: {service: orchestrator, method: POST, path: /v1/admin/reset}
 
 Two readers: `from_compose_config()` over `docker compose config --format json` (what the compose CLI
@@ -181,8 +182,33 @@ def from_config(config: dict, source: str = "compose config") -> Topology:
         raise TopologyError(f"{source}: {BLOCK}.default_role {default_role!r} is not in {BLOCK}.roles")
     return Topology(source=source, services=services, networks=networks, host_facing=host_facing,
                     ranks=ranks or {s.role: 0 for s in services.values()}, listen=listen, default_role=default_role,
-                    storage=dict(block.get("storage") or {}), reset=dict(block.get("reset") or {}),
+                    storage=dict(block.get("storage") or {}), reset=_reset(block.get("reset"), services, source),
                     suite=str(block.get("suite") or ""))
+
+
+RESET_METHODS = ("POST", "PUT", "DELETE", "GET")
+
+
+def _reset(block: Any, services: dict, source: str) -> dict:
+    """x-apiary.reset checked: {service, method, path[, body]}; {} when the block declares none."""
+    if not block:
+        return {}
+    where = f"{source}: {BLOCK}.reset"
+    if not isinstance(block, dict):
+        raise TopologyError(f"{where} must be a mapping (service, method, path, body)")
+    service, method, path = block.get("service"), str(block.get("method") or "POST").upper(), block.get("path")
+    if service not in services:
+        raise TopologyError(f"{where}.service {service!r} is not in {BLOCK}.services")
+    if services[service].health_port is None:
+        raise TopologyError(f"{where}.service {service!r} has no health.port: the reset goes to that HTTP port")
+    if method not in RESET_METHODS:
+        raise TopologyError(f"{where}.method {method!r} is not one of {', '.join(RESET_METHODS)}")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise TopologyError(f"{where}.path must be a path starting with '/', not {path!r}")
+    unknown = sorted(set(block) - {"service", "method", "path", "body"})
+    if unknown:
+        raise TopologyError(f"{where}: unknown keys {unknown} (known: service, method, path, body)")
+    return {"service": service, "method": method, "path": path, **({"body": block["body"]} if "body" in block else {})}
 
 
 def load(path: Path | str) -> Topology:

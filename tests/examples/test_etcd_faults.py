@@ -336,3 +336,18 @@ def test_a_killed_follower_restarts_and_catches_up(etcd):
     after = settled(etcd)
     log(f"kill {follower} (follower of {leader}): verify {proof['evidence']}; {len(latest)} writes on the majority; "
         f"restarted, its serializable read returned the latest value {caught_s:.2f} s after heal(); leader {after}")
+
+
+def test_the_declared_reset_heals_and_empties_the_keyspace_on_every_member(etcd):
+    """ComposeStack.reset(): a paused member is unpaused, all are healthy, and the compose file's
+    x-apiary.reset (a deleterange of every key) left no key on any member, read linearizably."""
+    stack = etcd.stack
+    settled(etcd)
+    for i, member in enumerate(stack.services):
+        client(stack, member).put(f"left-{i}", f"v{i}")
+    stack.pause("etcd3")
+    took = stack.reset()
+    assert stack.inspect("etcd3").get("paused") is False, stack.inspect("etcd3")
+    settled(etcd)
+    left = {(m, f"left-{i}"): client(stack, m).get(f"left-{i}") for m in stack.services for i in range(3)}
+    assert all(v is None for v in left.values()), f"keys left after a {took:.2f} s reset: {left}"

@@ -43,3 +43,19 @@ def test_kill_leftovers_ignores_pids_that_are_not_our_services(tmp_path):
     (tmp_path / "local-stack.json").write_text(json.dumps({"pids": {"orchestrator": os.getpid()}}))
     assert kill_leftovers(tmp_path) == []        # this pytest process is not a service: untouched
     assert kill_leftovers(tmp_path / "missing") == []
+
+
+def test_reset_sends_the_declared_admin_reset_with_the_runs_key_and_a_wrong_key_is_refused(tmp_path):
+    """The local backend's reset goes through the compose file's x-apiary.reset: it answers with the run's
+    admin key (the stack's reset_headers), and the same request with another key is refused naming it."""
+    from harness.stack.reset import ResetRefused, send_reset
+    local = LocalCluster("rs", tmp_path)
+    try:
+        local.up(60)
+        assert local.reset(30) > 0
+        assert send_reset(local) == 200
+        local.api_keys = {**local.api_keys, "admin": "not-the-key"}
+        with pytest.raises(ResetRefused, match=r"x-apiary.reset POST http://127.0.0.1:\d+/v1/admin/reset answered 401"):
+            send_reset(local)
+    finally:
+        local.down()

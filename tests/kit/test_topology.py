@@ -46,6 +46,12 @@ def test_a_file_without_what_the_harness_needs_is_refused_naming_it(change, word
     ({"services": {"db1": {"role": "db", "health": {"port": "80"}}}}, r"x-apiary.services.db1.health.port must be a port"),
     ({"host_facing": ["public"]}, r"host_facing names networks the file does not define: \['public'\]"),
     ({"default_role": "cache"}, r"default_role 'cache' is not in x-apiary.roles"),
+    ({"reset": {"service": "ghost", "path": "/r"}}, r"x-apiary.reset.service 'ghost' is not in x-apiary.services"),
+    ({"reset": {"service": "app", "path": "/r"}}, r"x-apiary.reset.service 'app' has no health.port"),
+    ({"reset": {"service": "db1", "method": "PATCH", "path": "/r"}}, r"x-apiary.reset.method 'PATCH' is not one of"),
+    ({"reset": {"service": "db1", "path": "r"}}, r"x-apiary.reset.path must be a path starting with '/', not 'r'"),
+    ({"reset": {"service": "db1", "path": "/r", "headers": {}}}, r"x-apiary.reset: unknown keys \['headers'\]"),
+    ({"reset": "POST /r"}, r"x-apiary.reset must be a mapping"),
 ])
 def test_a_wrong_key_is_named_with_the_file(block, words):
     with pytest.raises(TopologyError, match=words) as err:
@@ -113,3 +119,9 @@ def test_fault_kinds_ask_the_stacks_own_topology_not_the_default_file():
     assert proto.peers(stack, "etcd1") == ["etcd2", "etcd3"] and leaf("etcd1", "etcd2", stack) == "etcd2"
     assert shared({"peer": {}, "client": {}}, {"peer": {}, "client": {}}, stack) == ["peer"]
     assert sorted(proto.REGISTRY["partition"].claims(stack, "etcd1|*", {})) == [("etcd1", "cut"), ("etcd2", "probe"), ("etcd3", "probe")]
+
+
+def test_a_reset_is_read_with_its_method_defaulting_to_post_and_its_body_kept():
+    t = from_config(model(reset={"service": "db1", "path": "/v3/kv/deleterange", "body": {"key": "AA=="}}), "x.yml")
+    assert t.reset == {"service": "db1", "method": "POST", "path": "/v3/kv/deleterange", "body": {"key": "AA=="}}
+    assert from_config(model(), "x.yml").reset == {}
