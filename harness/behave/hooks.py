@@ -7,8 +7,9 @@
 
 install() builds (optional), starts the stack once and registers its down() with atexit too, so the stack
 goes even when behave never reaches after_all (a crash, Ctrl-C during start-up). open_world() resets the
-stack where its compose file declares how (x-apiary.reset) and gives each scenario a fresh KitWorld; close_world() heals every fault still active and fails the scenario if anything
-could not be undone (after the stack's own heal, so the next scenario starts whole)."""
+stack where its compose file declares how (x-apiary.reset) and gives each scenario a fresh KitWorld;
+close_world() heals every fault still active and fails the scenario if anything could not be undone
+(after the stack's own heal, so the next scenario starts whole)."""
 from __future__ import annotations
 
 import atexit
