@@ -1,6 +1,7 @@
 """Process fault kinds: `pause` (docker pause / SIGSTOP), `kill` (SIGKILL, the orchestrator included),
-`restart` (graceful: SIGTERM then start) and `oom` (the mock worker's memory hog under its cgroup limit).
-verify() reads the container's state: paused, exited 137, restarted (new StartedAt), OOM-killed."""
+`restart` (graceful: SIGTERM then start) and `oom` (the request the stack's x-apiary.oom declares makes a
+service of its roles allocate past its cgroup limit). verify() reads the container's state: paused, exited
+137, restarted (new StartedAt), OOM-killed."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,11 +11,12 @@ import requests
 from harness.errors import NemesisError
 from harness.nemesis.protocol import (DOWN, ActiveFault, FaultKind, check_number, downstream, ensure_running, is_docker,
                                       poll, register, require_running, role, services_of, state_of)
+from harness.stack import topology_of
 
 
-def put_faults(url: str, body: dict, timeout_s: float = 5.0) -> int:
-    """PUT a fault set to a service's /faults; returns the HTTP status."""
-    return requests.put(url, json=body, timeout=timeout_s).status_code
+def send_trigger(method: str, url: str, body: Any = None, timeout_s: float = 5.0) -> int:
+    """Send a declared trigger request (JSON body if any); returns the HTTP status."""
+    return requests.request(method, url, json=body, timeout=timeout_s).status_code
 
 
 class Paused(ActiveFault):
@@ -155,7 +157,8 @@ class Restart(FaultKind):
 
 @register
 class Oom(FaultKind):
-    """A mock worker allocates memory until its cgroup limit OOM-kills it (PUT /faults {"oom": "now"})."""
+    """A service allocates memory until its cgroup limit OOM-kills it: the stack's x-apiary.oom names the
+    roles that can and the request that starts it (Apiary's mock worker: PUT /faults {"oom": "now"})."""
 
     name = "oom"
     defaults = {"verify_timeout_s": 10.0}
@@ -165,20 +168,22 @@ class Oom(FaultKind):
 
     def targets(self, stack: Any) -> list[str]:
         # only containers have the memory limit that makes the hog an OOM kill
-        return [s for s in services_of(stack) if role(s) == "worker"] if is_docker(stack) else []
+        roles = topology_of(stack).oom.get("roles", ())
+        return [s for s in services_of(stack) if role(s, stack) in roles] if roles and is_docker(stack) else []
 
     def apply(self, stack: Any, target: str, **params: Any) -> OomKilled:
         p = self.check_params(params)
         self.check_target(stack, target)
         require_running(stack, self.name, target)
-        url = stack.http_url(target).rstrip("/") + "/faults"
+        trigger = topology_of(stack).oom["trigger"]
+        method, url = trigger["method"], stack.http_url(target).rstrip("/") + trigger["path"]
         try:
-            status = put_faults(url, {"oom": "now"})
+            status = send_trigger(method, url, trigger.get("body"))
         except requests.RequestException as exc:
             st = state_of(stack, target)
             if not st.get("oom_killed"):   # no answer and not dead of it: the fault did not land
-                raise NemesisError(f"oom: PUT {url} failed: {exc!r}") from exc
+                raise NemesisError(f"oom: {method} {url} failed: {exc!r}") from exc
             status = None
         if status is not None and status >= 400:
-            raise NemesisError(f"oom: PUT {url} answered {status}")
+            raise NemesisError(f"oom: {method} {url} answered {status}")
         return OomKilled(self.name, target, p, stack)

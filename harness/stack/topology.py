@@ -1,7 +1,7 @@
 """A stack's topology, read from its compose file: services, the networks each attaches to, which may
 change their own iptables rules (cap_add NET_ADMIN), plus what compose cannot say, from the file's
 `x-apiary:` block: the host-facing networks, each service's role and readiness check, the role ranks and
-listening ports link faults need, the storage a storage fault may touch, the reset hook.
+listening ports link faults need, the storage a storage fault may touch, the reset hook, the oom trigger.
 
 The block (docs/kit.md describes every key):
 
@@ -63,6 +63,7 @@ class Topology:
     default_role: str | None = None     # the role of a container the harness adds (an extra worker)
     storage: dict = field(default_factory=dict)
     reset: dict = field(default_factory=dict)
+    oom: dict = field(default_factory=dict)    # which roles the oom kind targets, the request that triggers it
     suite: str = ""                     # the module of the runner's hooks for this stack (harness/suite.py)
 
     # ---- the questions kinds and backends ask ---------------------------------------------------------
@@ -183,10 +184,25 @@ def from_config(config: dict, source: str = "compose config") -> Topology:
     return Topology(source=source, services=services, networks=networks, host_facing=host_facing,
                     ranks=ranks or {s.role: 0 for s in services.values()}, listen=listen, default_role=default_role,
                     storage=dict(block.get("storage") or {}), reset=_reset(block.get("reset"), services, source),
+                    oom=_oom(block.get("oom"), {s.role for s in services.values()} | set(roles), source),
                     suite=str(block.get("suite") or ""))
 
 
-RESET_METHODS = ("POST", "PUT", "DELETE", "GET")
+REQUEST_METHODS = ("POST", "PUT", "DELETE", "GET")
+
+
+def _request(block: dict, where: str, extra: tuple[str, ...] = ()) -> dict:
+    """A declared HTTP request checked: {method (POST by default), path[, body]}."""
+    method, path = str(block.get("method") or "POST").upper(), block.get("path")
+    if method not in REQUEST_METHODS:
+        raise TopologyError(f"{where}.method {method!r} is not one of {', '.join(REQUEST_METHODS)}")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise TopologyError(f"{where}.path must be a path starting with '/', not {path!r}")
+    known = (*extra, "method", "path", "body")
+    unknown = sorted(set(block) - set(known))
+    if unknown:
+        raise TopologyError(f"{where}: unknown keys {unknown} (known: {', '.join(known)})")
+    return {"method": method, "path": path, **({"body": block["body"]} if "body" in block else {})}
 
 
 def _reset(block: Any, services: dict, source: str) -> dict:
@@ -196,19 +212,31 @@ def _reset(block: Any, services: dict, source: str) -> dict:
     where = f"{source}: {BLOCK}.reset"
     if not isinstance(block, dict):
         raise TopologyError(f"{where} must be a mapping (service, method, path, body)")
-    service, method, path = block.get("service"), str(block.get("method") or "POST").upper(), block.get("path")
+    service = block.get("service")
     if service not in services:
         raise TopologyError(f"{where}.service {service!r} is not in {BLOCK}.services")
     if services[service].health_port is None:
         raise TopologyError(f"{where}.service {service!r} has no health.port: the reset goes to that HTTP port")
-    if method not in RESET_METHODS:
-        raise TopologyError(f"{where}.method {method!r} is not one of {', '.join(RESET_METHODS)}")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise TopologyError(f"{where}.path must be a path starting with '/', not {path!r}")
-    unknown = sorted(set(block) - {"service", "method", "path", "body"})
+    return {"service": service, **_request(block, where, ("service",))}
+
+
+def _oom(block: Any, roles: set[str], source: str) -> dict:
+    """x-apiary.oom checked: {roles, trigger: {method, path[, body]}}; {} when the block declares none."""
+    if not block:
+        return {}
+    where = f"{source}: {BLOCK}.oom"
+    if not isinstance(block, dict) or not isinstance(block.get("trigger"), dict):
+        raise TopologyError(f"{where} must be a mapping with roles and a trigger request (method, path, body)")
+    unknown = sorted(set(block) - {"roles", "trigger"})
     if unknown:
-        raise TopologyError(f"{where}: unknown keys {unknown} (known: service, method, path, body)")
-    return {"service": service, "method": method, "path": path, **({"body": block["body"]} if "body" in block else {})}
+        raise TopologyError(f"{where}: unknown keys {unknown} (known: roles, trigger)")
+    want = block.get("roles")
+    if not isinstance(want, list) or not want or not all(isinstance(r, str) for r in want):
+        raise TopologyError(f"{where}.roles must be a list of the roles the oom kind may target")
+    strangers = sorted(set(want) - roles)
+    if strangers:
+        raise TopologyError(f"{where}.roles names roles no service has: {strangers}")
+    return {"roles": tuple(want), "trigger": _request(block["trigger"], f"{where}.trigger")}
 
 
 def load(path: Path | str) -> Topology:

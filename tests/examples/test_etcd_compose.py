@@ -24,7 +24,7 @@ def test_the_kit_reads_three_faultable_members_with_peer_cuttable():
     assert topo.net_admin_services == MEMBERS
     assert {m: (topo.role(m), topo.listen_port(m), topo.health_port(m)) for m in MEMBERS} == \
         {m: ("etcd", 2380, 2379) for m in MEMBERS}
-    assert topo.storage == {}      # the storage kinds offer no target here
+    assert topo.storage == {} and topo.oom == {}     # the storage and oom kinds offer no target here
     assert topo.reset == {"service": "etcd1", "method": "POST", "path": "/v3/kv/deleterange",
                           "body": {"key": "AA==", "range_end": "AA=="}}   # every key: "\0" up to "\0"
 

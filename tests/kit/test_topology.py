@@ -52,6 +52,11 @@ def test_a_file_without_what_the_harness_needs_is_refused_naming_it(change, word
     ({"reset": {"service": "db1", "path": "r"}}, r"x-apiary.reset.path must be a path starting with '/', not 'r'"),
     ({"reset": {"service": "db1", "path": "/r", "headers": {}}}, r"x-apiary.reset: unknown keys \['headers'\]"),
     ({"reset": "POST /r"}, r"x-apiary.reset must be a mapping"),
+    ({"oom": {"roles": ["db"]}}, r"x-apiary.oom must be a mapping with roles and a trigger request"),
+    ({"oom": {"roles": "db", "trigger": {"path": "/f"}}}, r"x-apiary.oom.roles must be a list of the roles"),
+    ({"oom": {"roles": ["cache"], "trigger": {"path": "/f"}}}, r"x-apiary.oom.roles names roles no service has: \['cache'\]"),
+    ({"oom": {"roles": ["db"], "trigger": {"path": "/f", "verb": "PUT"}}}, r"x-apiary.oom.trigger: unknown keys \['verb'\]"),
+    ({"oom": {"roles": ["db"], "trigger": {}, "when": 1}}, r"x-apiary.oom: unknown keys \['when'\]"),
 ])
 def test_a_wrong_key_is_named_with_the_file(block, words):
     with pytest.raises(TopologyError, match=words) as err:
@@ -125,3 +130,10 @@ def test_a_reset_is_read_with_its_method_defaulting_to_post_and_its_body_kept():
     t = from_config(model(reset={"service": "db1", "path": "/v3/kv/deleterange", "body": {"key": "AA=="}}), "x.yml")
     assert t.reset == {"service": "db1", "method": "POST", "path": "/v3/kv/deleterange", "body": {"key": "AA=="}}
     assert from_config(model(), "x.yml").reset == {}
+
+
+def test_an_oom_block_is_read_with_its_roles_and_trigger():
+    t = from_config(model(oom={"roles": ["db"], "trigger": {"method": "put", "path": "/faults", "body": {"oom": "now"}}}),
+                    "x.yml")
+    assert t.oom == {"roles": ("db",), "trigger": {"method": "PUT", "path": "/faults", "body": {"oom": "now"}}}
+    assert from_config(model(), "x.yml").oom == {}

@@ -137,7 +137,7 @@ class FakeStack:
         raise AssertionError(f"fake volume shell cannot run {script!r}")
 
     def put_faults(self, url: str, body: dict, timeout_s: float = 5.0) -> int:
-        """Stands in for harness.nemesis.kinds_process.put_faults (the tests monkeypatch it)."""
+        """Stands in for harness.nemesis.kinds_process.send_trigger of x-apiary.oom (the tests monkeypatch it)."""
         service = url.split("/")[-2]
         self.calls.append(("put_faults", service, body))
         if body.get("oom") == "now" and self._do("oom"):

@@ -40,7 +40,7 @@ IDS = [f"{k}-{t}-{i}" for k, t, p, i in CASES]
 def fake_http(monkeypatch):
     """The oom kind's PUT /faults goes to the fake stack of the test."""
     stacks = []
-    monkeypatch.setattr(kinds_process, "put_faults", lambda url, body, timeout_s=5.0: stacks[-1].put_faults(url, body))
+    monkeypatch.setattr(kinds_process, "send_trigger", lambda method, url, body=None, timeout_s=5.0: stacks[-1].put_faults(url, body))
     return stacks
 
 
@@ -244,7 +244,7 @@ def test_oom_evidence_and_heal(fake_http):
 
 
 def test_oom_that_the_worker_refuses_is_an_apply_error(fake_http, monkeypatch):
-    monkeypatch.setattr(kinds_process, "put_faults", lambda url, body, timeout_s=5.0: 400)
+    monkeypatch.setattr(kinds_process, "send_trigger", lambda method, url, body=None, timeout_s=5.0: 400)
     with pytest.raises(NemesisError) as err:
         lookup("oom").apply(make(fake_http), "worker-a1")
     assert "400" in str(err.value)

@@ -204,7 +204,7 @@ def test_real_kinds_on_the_fake_stack(monkeypatch):
     """The registry's kinds under the player: a kill overlapping a partition elsewhere, a pause on the
     killed service skipped, the loss of a cut-off worker skipped, everything healed."""
     stack = FakeStack()
-    monkeypatch.setattr(kinds_process, "put_faults", lambda url, body, timeout_s=5.0: stack.put_faults(url, body))
+    monkeypatch.setattr(kinds_process, "send_trigger", lambda method, url, body=None, timeout_s=5.0: stack.put_faults(url, body))
     clock = FakeClock()
     history = History()
     player = FaultPlayer(stack, history, clock=clock.clock, sleep=clock.sleep)
