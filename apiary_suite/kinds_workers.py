@@ -74,7 +74,7 @@ class ExtraWorkersKind(FaultKind):
         check_number(self.name, params, "verify_timeout_s", 0, 30)
 
     def targets(self, stack: Any) -> list[str]:
-        return [s for s in services_of(stack) if role(s) == "hive"] if is_docker(stack) else []
+        return [s for s in services_of(stack) if role(s, stack) == "hive"] if is_docker(stack) else []
 
     def claims(self, stack: Any, target: str, params: dict) -> list[tuple[str, str]]:
         return []   # new containers beside the hive: no service of the stack is held

@@ -179,21 +179,21 @@ def services_of(stack: Any) -> list[str]:
     return list(getattr(stack, "services", None) or topology_of(stack).names)
 
 
-def role(service: str, stack: Any = None) -> str:
+def role(service: str, stack: Any) -> str:
     """The service's role in the topology (x-apiary.services.<name>.role)."""
     return topology_of(stack).role(service)
 
 
-def rank(service: str, stack: Any = None) -> int:
+def rank(service: str, stack: Any) -> int:
     """The rank of the service's role: a link fault moves the lower-ranked side."""
     return topology_of(stack).rank(service)
 
 
-def listen_port(service: str, stack: Any = None) -> int:
+def listen_port(service: str, stack: Any) -> int:
     return topology_of(stack).listen_port(service)
 
 
-def host_facing(stack: Any = None) -> tuple[str, ...]:
+def host_facing(stack: Any) -> tuple[str, ...]:
     """Networks never cut: the harness reaches the stack through them."""
     return topology_of(stack).host_facing
 
@@ -204,7 +204,7 @@ def net_admin(stack: Any, service: str) -> bool:
     return service in t.services and t.net_admin(service)
 
 
-def static_networks(service: str, stack: Any = None) -> list[str]:
+def static_networks(service: str, stack: Any) -> list[str]:
     """Non host-facing networks of a service in the compose topology."""
     t = topology_of(stack)
     return t.cuttable_networks(service) if service in t.services else []
