@@ -5,7 +5,7 @@ Feature: Self-test of the chaos checker and the shrinker
   faults. Never part of @integration; the last step fails on purpose so the run exits 1.
   Deterministic on every git revision: the "selftest" profile pins the revision out of the seed and
   requires a 3 s hive-a|worker-a1 partition and a 3 s pause of worker-b2 while the load flows, each of
-  which makes a bugged worker re-register (harness/nemesis/profiles/selftest.yml, docs/chaos.md).
+  which makes a bugged worker re-register (apiary_suite/profiles/selftest.yml, docs/chaos.md).
 
   Scenario: A worker that re-sends a FINAL after a partition is caught, and its schedule shrinks
     When a 30-second soak runs under the "selftest" profile with seed 7 and the deliberate bug "dup-final"

@@ -109,7 +109,7 @@ def build_parser() -> Parser:
     m.add_argument("--replay", metavar="PATH", help="play a soak run's schedule again (its run dir or schedule.json)")
     m.add_argument("--shrink", metavar="RUN_DIR", help="delta-debug a failed soak to a minimal failing schedule")
     c.add_argument("--minutes", type=float, default=3.0, metavar="M", help="soak length (default 3)")
-    c.add_argument("--profile", metavar="P", help="fault profile: a name in harness/nemesis/profiles or a file "
+    c.add_argument("--profile", metavar="P", help="fault profile: a name in the compose file's x-apiary.profiles directory, or a file "
                                                   "(default: default)")
     c.add_argument("--rate", type=float, default=20.0, metavar="R", help="client requests started per second (default 20)")
     c.add_argument("--bug", choices=("dup-final",), help="switch a deliberate bug on in every worker (self-tests)")

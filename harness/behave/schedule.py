@@ -3,7 +3,7 @@ seed, play it into a KitWorld, and judge that it played (every fault applied and
 
 The seed is the run's ($APIARY_SEED, the runner's --seed; a fresh one without it), or one the caller names. The
 seed, the profile and the length give the schedule byte for byte (harness/nemesis/generator.py), so a failed
-soak is replayed with `--seed N`. A profile is a name under harness/nemesis/profiles/ or a YAML file, a
+soak is replayed with `--seed N`. A profile is a name in the x-apiary.profiles directory or a YAML file, a
 relative path read beside the stack's compose file."""
 from __future__ import annotations
 

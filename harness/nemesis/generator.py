@@ -36,7 +36,6 @@ from typing import Any, Iterable
 
 import yaml
 
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 QUALITY_KINDS = ("latency", "bandwidth", "slicer", "slow_close", "limit_data", "reset_peer", "blackhole")
 DEFAULT_KINDS = ("partition", "loss", "pause", "kill", "restart", "oom", "storage-read-only", "storage-corrupt",
                  *QUALITY_KINDS)
@@ -203,14 +202,26 @@ def _check_required(items: Any, prof: dict, source: str) -> list[dict]:
              "target": r["target"], "params": r["params"]} for r in out]
 
 
+def profiles_dir() -> Path | None:
+    """The directory profile names are looked up in: the stack's compose file's x-apiary.profiles."""
+    from harness.stack import default_topology
+    found = default_topology().profiles
+    return Path(found) if found else None
+
+
 def load_profile(path_or_name: str, known_kinds: Iterable[str] | None = None) -> dict:
-    """Read a profile by name (profiles/<name>.yml) or path, validate it and return it normalised."""
+    """Read a profile by name (<x-apiary.profiles>/<name>.yml) or path, validate it and return it normalised."""
     text = str(path_or_name)
     path = Path(text)
     if "/" not in text and path.suffix not in (".yml", ".yaml"):
-        path = PROFILES_DIR / f"{text}.yml"
+        folder = profiles_dir()
+        if folder is None:
+            from harness.stack import compose_file
+            raise ValueError(f"profile {text!r}: a name is looked up in the directory the compose file's "
+                             f"x-apiary.profiles names, and {compose_file()} names none; give the profile's path")
+        path = folder / f"{text}.yml"
         if not path.is_file():
-            names = sorted(p.stem for p in PROFILES_DIR.glob("*.yml"))
+            names = sorted(p.stem for p in folder.glob("*.yml"))
             raise ValueError(f"{path}: no profile named {text!r} (have: {', '.join(names)})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

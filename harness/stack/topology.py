@@ -64,6 +64,7 @@ class Topology:
     storage: dict = field(default_factory=dict)
     reset: dict = field(default_factory=dict)
     oom: dict = field(default_factory=dict)    # which roles the oom kind targets, the request that triggers it
+    profiles: str = ""                  # the directory fault-profile names are looked up in (absolute)
     suite: str = ""                     # the module of the runner's hooks for this stack (harness/suite.py)
 
     # ---- the questions kinds and backends ask ---------------------------------------------------------
@@ -185,6 +186,7 @@ def from_config(config: dict, source: str = "compose config") -> Topology:
                     ranks=ranks or {s.role: 0 for s in services.values()}, listen=listen, default_role=default_role,
                     storage=dict(block.get("storage") or {}), reset=_reset(block.get("reset"), services, source),
                     oom=_oom(block.get("oom"), {s.role for s in services.values()} | set(roles), source),
+                    profiles=_profiles(block.get("profiles"), source),
                     suite=str(block.get("suite") or ""))
 
 
@@ -218,6 +220,18 @@ def _reset(block: Any, services: dict, source: str) -> dict:
     if services[service].health_port is None:
         raise TopologyError(f"{where}.service {service!r} has no health.port: the reset goes to that HTTP port")
     return {"service": service, **_request(block, where, ("service",))}
+
+
+def _profiles(value: Any, source: str) -> str:
+    """x-apiary.profiles: a directory relative to the compose file, made absolute; "" when not given."""
+    if not value:
+        return ""
+    if not isinstance(value, str):
+        raise TopologyError(f"{source}: {BLOCK}.profiles must be a directory path, not {value!r}")
+    path = (Path(source).parent / value).resolve()
+    if not path.is_dir():
+        raise TopologyError(f"{source}: {BLOCK}.profiles {value!r} is not a directory ({path})")
+    return str(path)
 
 
 def _oom(block: Any, roles: set[str], source: str) -> dict:

@@ -57,6 +57,8 @@ def test_a_file_without_what_the_harness_needs_is_refused_naming_it(change, word
     ({"oom": {"roles": ["cache"], "trigger": {"path": "/f"}}}, r"x-apiary.oom.roles names roles no service has: \['cache'\]"),
     ({"oom": {"roles": ["db"], "trigger": {"path": "/f", "verb": "PUT"}}}, r"x-apiary.oom.trigger: unknown keys \['verb'\]"),
     ({"oom": {"roles": ["db"], "trigger": {}, "when": 1}}, r"x-apiary.oom: unknown keys \['when'\]"),
+    ({"profiles": "no/such/dir"}, r"x-apiary.profiles 'no/such/dir' is not a directory"),
+    ({"profiles": ["a"]}, r"x-apiary.profiles must be a directory path"),
 ])
 def test_a_wrong_key_is_named_with_the_file(block, words):
     with pytest.raises(TopologyError, match=words) as err:
@@ -137,3 +139,17 @@ def test_an_oom_block_is_read_with_its_roles_and_trigger():
                     "x.yml")
     assert t.oom == {"roles": ("db",), "trigger": {"method": "PUT", "path": "/faults", "body": {"oom": "now"}}}
     assert from_config(model(), "x.yml").oom == {}
+
+
+def test_profile_names_are_the_suites_found_where_the_compose_file_says(monkeypatch):
+    """Apiary's file names apiary_suite/profiles; etcd's names none, so a name is refused naming the file
+    while a path still loads."""
+    from harness.nemesis.generator import load_profile, profiles_dir
+    assert profiles_dir() == ROOT / "apiary_suite" / "profiles"
+    assert load_profile("ci")["kinds"]
+    etcd = ROOT / "examples" / "etcd" / "docker-compose.yml"
+    monkeypatch.setenv("APIARY_COMPOSE_FILE", str(etcd))
+    assert profiles_dir() is None
+    with pytest.raises(ValueError, match=rf"profile 'ci': a name is looked up in .* and {etcd} names none"):
+        load_profile("ci")
+    assert load_profile(str(etcd.parent / "soak-profile.yml"))["kinds"]
