@@ -3,7 +3,6 @@ helpers, and StackOps (addresses, health waits, readiness, admin reset, tracebac
 from __future__ import annotations
 
 import concurrent.futures as futures
-import time
 from pathlib import Path
 
 import requests
@@ -93,9 +92,9 @@ class StackOps(HealthWaits):
         """/v1/workers shows 2 hives and 4 workers ready before the deadline."""
         return wait_until(self.workers_ready, timeout_s, 0.05, "2 hives and 4 workers ready in /v1/workers")
 
-    def clear_faults(self) -> None:
+    def clear_state(self) -> None:
         """The compose file's x-apiary.reset (the orchestrator's admin reset) and `PUT /faults {}` on every
-        hive and worker."""
+        hive and worker (a step of HealthWaits.reset)."""
         def put(service: str) -> None:
             requests.put(self.http_url(service) + "/faults", json={}, timeout=2)
         if send_reset(self) is None:
@@ -104,16 +103,9 @@ class StackOps(HealthWaits):
             for f in [pool.submit(put, s) for s in self.services if s != "orchestrator"]:
                 f.exception()
 
-    def reset(self, timeout_s: float = 30) -> float:
-        """Known state between scenarios: heal faults (the backend's heal), clear jobs and faults, wait
-        until all ready (deadlines scaled by the timeout multiplier); returns seconds."""
-        start = time.monotonic()
-        self.heal()
-        self.wait_healthy(timeout_s, scale=True)
-        wait_until(lambda: self.clear_faults() or True, 5, 0.05, "admin reset accepted",
-                   swallow=(requests.RequestException,))
+    def settle(self, timeout_s: float) -> None:
+        """After the reset: both hives and all four workers ready in /v1/workers (HealthWaits.reset)."""
         self.wait_ready(timeout_s)
-        return time.monotonic() - start
 
     def traceback_services(self, since: float) -> dict[str, str]:
         """service -> log excerpt around the first Python traceback logged since a UNIX time."""

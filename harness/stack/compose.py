@@ -14,16 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from harness.compose import compose_command, compose_major, run_cmd
 from harness.errors import ComposeError, EnvironmentSetupError, NemesisError
 from harness.stack.health import HealthWaits, answers_health
-from harness.stack.reset import reset_spec, send_reset
 from harness.stack.topology import Topology, load
 from harness.startup import dependency_levels, http_healthy, start_container, start_in_order
 from harness.sweep import RUN_LABELS, sweep
-from harness.wait import wait_until
 
 
 PAUSE_TRIES = 3           # docker pause attempts when the engine cannot freeze the container
@@ -315,17 +311,6 @@ class ComposeStack(HealthWaits):
                        f"exit_code={st.get('exit_code')} oom_killed={st.get('oom_killed')}")
             out += ["    " + ln for ln in self.logs(s).splitlines()[-lines:]]
         return "\n".join(out)
-
-    def reset(self, timeout_s: float = 30) -> float:
-        """Known state between scenarios: heal, every service healthy, then the declared x-apiary.reset
-        request (retried while its service does not answer); returns seconds."""
-        start = time.monotonic()
-        self.heal()
-        self.wait_healthy(timeout_s, scale=True)
-        if reset_spec(self):
-            wait_until(lambda: send_reset(self) or True, 5, 0.05, "the x-apiary.reset request answered",
-                       swallow=(requests.RequestException,))
-        return time.monotonic() - start
 
     def heal(self) -> list[str]:
         """Unpause, start, reconnect (with aliases) and flush iptables everywhere; returns what was healed."""

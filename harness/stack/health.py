@@ -2,9 +2,12 @@
 health check, waits with a deadline that name the services still sick, with their state and last logs."""
 from __future__ import annotations
 
+import time
+
 import requests
 
 from harness.errors import EnvironmentSetupError, NemesisError
+from harness.stack.reset import send_reset
 from harness.wait import scaled, wait_until
 
 
@@ -18,6 +21,24 @@ def answers_health(base_url: str, timeout_s: float = 0.5, path: str = "/health")
 
 class HealthWaits:
     """wait_healthy / wait_reported_healthy over a backend's probe_health, diagnose, inspect and services."""
+
+    def reset(self, timeout_s: float = 30) -> float:
+        """Known state between scenarios: heal (the backend's), every service healthy, clear_state()
+        (retried for 5 s while it gets no answer), then settle(); deadlines scaled; returns seconds."""
+        start = time.monotonic()
+        self.heal()
+        self.wait_healthy(timeout_s, scale=True)
+        wait_until(lambda: self.clear_state() or True, 5, 0.05, "the stack's reset request answered",
+                   swallow=(requests.RequestException,))
+        self.settle(timeout_s)
+        return time.monotonic() - start
+
+    def clear_state(self) -> None:
+        """The stack's own state put back: the declared x-apiary.reset (nothing when none is declared)."""
+        send_reset(self)
+
+    def settle(self, timeout_s: float) -> None:
+        """What must be ready after the reset beyond the health checks (nothing, unless a stack says more)."""
 
     def wait_healthy(self, timeout_s: float = 30, scale: bool = False) -> None:
         """Every service alive and answering its health check before the deadline, else
